@@ -1,0 +1,132 @@
+// Backing chains (DESIGN.md "Chain"): resolving backing names against the overlay's folder, the
+// recorded backing format winning over probing, a depth limit and loop detection.
+using VDisk.Engine.Core;
+using VDisk.Engine.Formats;
+using VDisk.Engine.Storage;
+
+namespace VDisk.Engine.Chain;
+
+/// <summary>One image of a chain, opened on its own (without its backing image).</summary>
+/// <param name="Depth">0 for the top image, 1 for its backing image, ...</param>
+/// <param name="Path">Full path of the file.</param>
+/// <param name="Driver">The open driver (owned by whoever enumerates).</param>
+public sealed record ChainLayer(int Depth, string Path, IImageDriver Driver);
+
+/// <summary>Opens images and walks their backing chains.</summary>
+public static class ImageChain
+{
+    /// <summary>Deepest chain accepted: deeper chains are refused as a likely loop or misconfiguration.</summary>
+    public const int MaxDepth = 256;
+
+    /// <summary>Opens an image with its backing chain as one <see cref="VirtualDisk"/>.</summary>
+    public static VirtualDisk Open(string path, OpenOptions? options = null)
+    {
+        options ??= OpenOptions.ReadOnly;
+        var layers = new List<ChainLayer>();
+        try
+        {
+            foreach (var layer in Walk(path, options.Format, options.Writable, options.CacheMode, options.BackingCacheMode))
+            {
+                layers.Add(layer);
+                if (!options.OpenBacking) break;
+            }
+            VirtualDisk? disk = null;
+            for (int i = layers.Count - 1; i >= 0; i--)
+                disk = new VirtualDisk(layers[i].Path, layers[i].Driver, disk, i == 0 && options.Writable);
+            return disk!;
+        }
+        catch
+        {
+            foreach (var layer in layers) layer.Driver.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Yields each image of the chain from the top down, each opened without its backing image. The caller
+    /// owns (and must dispose) every yielded driver. A missing backing file, a loop or a chain deeper than
+    /// <see cref="MaxDepth"/> throws a <see cref="VDiskException"/> naming the chain found so far.
+    /// </summary>
+    public static IEnumerable<ChainLayer> Walk(string path, ImageFormat? format = null, bool writableTop = false,
+        CacheMode topCache = CacheMode.Writeback, CacheMode backingCache = CacheMode.Writeback)
+    {
+        var seen = new List<string>();
+        string current = System.IO.Path.GetFullPath(path);
+        ImageFormat? currentFormat = format;
+        for (int depth = 0; ; depth++)
+        {
+            if (seen.Contains(current, PathComparer))
+                throw new VDiskException(VDiskErrorKind.ChainLoop, seen[0],
+                    $"{seen[0]}: the backing chain loops back to '{current}' (chain: {Describe(seen, current)}).");
+            if (depth > MaxDepth)
+                throw new VDiskException(VDiskErrorKind.ChainTooDeep, seen[0],
+                    $"{seen[0]}: the backing chain is deeper than {MaxDepth} images.");
+            if (depth > 0 && !File.Exists(current))
+                throw new VDiskException(VDiskErrorKind.BackingMissing, seen[^1],
+                    $"{seen[^1]}: backing file '{current}' not found (chain: {Describe(seen, current)}).");
+            var driver = OpenFile(current, currentFormat, depth == 0 && writableTop, depth == 0 ? topCache : backingCache);
+            seen.Add(current);
+            yield return new ChainLayer(depth, current, driver);
+            if (driver.Backing is not { } backing) yield break;
+            current = ResolveBackingPath(current, backing.Path);
+            currentFormat = backing.Format;
+        }
+    }
+
+    /// <summary>Opens one image file without its backing chain.</summary>
+    public static IImageDriver OpenFile(string path, ImageFormat? format, bool writable, CacheMode cache = CacheMode.Writeback)
+    {
+        path = System.IO.Path.GetFullPath(path);
+        if (Directory.Exists(path))
+            throw new VDiskException(VDiskErrorKind.NotAnImage, path, $"{path} is a directory, not a disk image.");
+        if (!File.Exists(path))
+            throw new VDiskException(VDiskErrorKind.NotFound, path, $"{path}: no such file.");
+        FileStorage storage;
+        try
+        {
+            storage = FileStorage.Open(path, writable, cache);
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new VDiskException(VDiskErrorKind.ReadOnly, path, $"{path}: permission denied ({e.Message}).", e);
+        }
+        catch (IOException e)
+        {
+            throw new VDiskException(VDiskErrorKind.IoError, path, $"{path}: {e.Message}", e);
+        }
+        try
+        {
+            return ImageDrivers.Open(storage, format ?? FormatProbe.Detect(storage), writable);
+        }
+        catch
+        {
+            storage.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Full path of a backing file named <paramref name="stored"/> inside the image at <paramref name="imagePath"/>.</summary>
+    public static string ResolveBackingPath(string imagePath, string stored)
+    {
+        if (stored.StartsWith("json:", StringComparison.Ordinal) || stored.Contains("://", StringComparison.Ordinal))
+            throw VDiskException.Unsupported(imagePath, $"backing file '{stored}' is a protocol or JSON specification, which is not supported.");
+        if (System.IO.Path.IsPathRooted(stored)) return System.IO.Path.GetFullPath(stored);
+        string folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(imagePath)) ?? ".";
+        return System.IO.Path.GetFullPath(System.IO.Path.Combine(folder, stored));
+    }
+
+    /// <summary>
+    /// The string to store as the backing name of a new overlay: relative to the overlay's folder when the
+    /// caller gave a relative path (as qemu-img does), absolute when the caller gave an absolute one.
+    /// </summary>
+    public static string BackingNameFor(string overlayPath, string backingAsGiven, string backingFullPath)
+    {
+        if (System.IO.Path.IsPathRooted(backingAsGiven)) return backingFullPath;
+        string folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(overlayPath)) ?? ".";
+        return System.IO.Path.GetRelativePath(folder, backingFullPath);
+    }
+
+    private static StringComparer PathComparer => OperatingSystem.IsWindows() ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
+
+    private static string Describe(List<string> seen, string next) => string.Join(" -> ", seen.Append(next));
+}

@@ -1,0 +1,19 @@
+// Maps a format to its driver (DESIGN.md "Formats": one folder per format).
+using VDisk.Engine.Core;
+using VDisk.Engine.Formats.Qcow2;
+using VDisk.Engine.Formats.Raw;
+using VDisk.Engine.Storage;
+
+namespace VDisk.Engine.Formats;
+
+/// <summary>Opens the right driver for a format.</summary>
+public static class ImageDrivers
+{
+    /// <summary>Opens <paramref name="storage"/> as <paramref name="format"/>. The driver owns the storage.</summary>
+    public static IImageDriver Open(IStorage storage, ImageFormat format, bool writable) => format switch
+    {
+        ImageFormat.Raw => new RawDriver(storage),
+        ImageFormat.Qcow2 => Qcow2Driver.Open(storage, writable),
+        _ => throw VDiskException.Unsupported(storage.Name, $"the {FormatProbe.Name(format)} format is not supported yet."),
+    };
+}

@@ -1,0 +1,206 @@
+// Host-file storage on SafeFileHandle + RandomAccess (DESIGN.md "Storage"): positional I/O only,
+// cache modes with QEMU's meanings, sparse-file helpers on Linux, aligned bounce buffers for O_DIRECT.
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace VDisk.Engine.Storage;
+
+/// <summary>An image file on the host, accessed only by offset.</summary>
+public sealed class FileStorage : IStorage
+{
+    private const int DirectAlignment = 4096;
+    private const FileOptions NoBuffering = (FileOptions)0x20000000; // Windows FILE_FLAG_NO_BUFFERING
+    private readonly SafeFileHandle _handle;
+    private readonly bool _direct;
+    private readonly object _directWriteLock = new();
+
+    private FileStorage(string path, SafeFileHandle handle, bool write, CacheMode mode, bool direct)
+    {
+        Name = path;
+        _handle = handle;
+        CanWrite = write;
+        CacheMode = mode;
+        _direct = direct;
+    }
+
+    /// <inheritdoc/>
+    public string Name { get; }
+    /// <inheritdoc/>
+    public bool CanWrite { get; }
+    /// <inheritdoc/>
+    public CacheMode CacheMode { get; }
+    /// <inheritdoc/>
+    public long Length => RandomAccess.GetLength(_handle);
+
+    /// <summary>Opens an existing file.</summary>
+    public static FileStorage Open(string path, bool write, CacheMode mode = CacheMode.Writeback)
+        => OpenCore(path, FileMode.Open, write, mode);
+
+    /// <summary>Creates a new empty file; fails if it exists unless <paramref name="overwrite"/>.</summary>
+    public static FileStorage Create(string path, bool overwrite, CacheMode mode = CacheMode.Writeback)
+        => OpenCore(path, overwrite ? FileMode.Create : FileMode.CreateNew, true, mode);
+
+    private static FileStorage OpenCore(string path, FileMode fileMode, bool write, CacheMode mode)
+    {
+        var access = write ? FileAccess.ReadWrite : FileAccess.Read;
+        var share = write ? FileShare.Read : FileShare.ReadWrite;
+        var options = mode.WritesAreDurable() ? FileOptions.WriteThrough : FileOptions.None;
+        if (!mode.BypassesHostCache())
+            return new FileStorage(path, File.OpenHandle(path, fileMode, access, share, options), write, mode, false);
+
+        if (OperatingSystem.IsWindows())
+            return new FileStorage(path, File.OpenHandle(path, fileMode, access, share, options | NoBuffering), write, mode, true);
+
+        // Create or truncate with a normal open first, then reopen with O_DIRECT (no FileOptions value gives it on Linux).
+        if (fileMode != FileMode.Open) File.OpenHandle(path, fileMode, access, share).Dispose();
+        var direct = LinuxFileApi.OpenDirect(path, write, mode.WritesAreDurable());
+        if (direct != null) return new FileStorage(path, direct, write, mode, true);
+        // The filesystem refuses O_DIRECT (tmpfs does): fall back to the page cache, as QEMU cannot.
+        return new FileStorage(path, File.OpenHandle(path, FileMode.Open, access, share, options), write, mode, false);
+    }
+
+    /// <inheritdoc/>
+    public void ReadAt(long offset, Span<byte> buffer)
+    {
+        if (_direct && !IsAligned(offset, buffer.Length))
+        {
+            ReadAligned(offset, buffer);
+            return;
+        }
+        int done = 0;
+        while (done < buffer.Length)
+        {
+            int n = RandomAccess.Read(_handle, buffer[done..], offset + done);
+            if (n <= 0) break;
+            done += n;
+        }
+        buffer[done..].Clear();
+    }
+
+    /// <inheritdoc/>
+    public void WriteAt(long offset, ReadOnlySpan<byte> data)
+    {
+        if (_direct && !IsAligned(offset, data.Length))
+        {
+            WriteAligned(offset, data);
+            return;
+        }
+        RandomAccess.Write(_handle, data, offset);
+    }
+
+    /// <inheritdoc/>
+    public void Discard(long offset, long length)
+    {
+        if (length <= 0) return;
+        long end = Math.Min(offset + length, Length);
+        if (offset >= end) return;
+        if (!LinuxFileApi.TryPunchHole(_handle, offset, end - offset)) WriteZeroBuffer(offset, end - offset);
+    }
+
+    /// <inheritdoc/>
+    public void WriteZeroes(long offset, long length)
+    {
+        if (length <= 0) return;
+        long fileLength = Length;
+        if (offset >= fileLength)
+        {
+            SetLength(offset + length); // the new tail reads as zeroes
+            return;
+        }
+        if (offset + length > fileLength) SetLength(offset + length);
+        if (!LinuxFileApi.TryZeroRange(_handle, offset, length)) WriteZeroBuffer(offset, length);
+    }
+
+    /// <inheritdoc/>
+    public void Preallocate(long offset, long length)
+    {
+        if (length <= 0) return;
+        if (LinuxFileApi.TryPreallocate(_handle, offset, length)) return;
+        if (offset + length > Length) SetLength(offset + length);
+    }
+
+    /// <inheritdoc/>
+    public void SetLength(long length) => RandomAccess.SetLength(_handle, length);
+
+    /// <inheritdoc/>
+    public void Flush()
+    {
+        if (CanWrite && CacheMode.HonoursFlush()) RandomAccess.FlushToDisk(_handle);
+    }
+
+    /// <inheritdoc/>
+    public long AllocatedBytes
+    {
+        get
+        {
+            long bytes = LinuxFileApi.AllocatedBytes(_handle);
+            return bytes >= 0 ? bytes : Length;
+        }
+    }
+
+    /// <inheritdoc/>
+    public bool TryGetExtent(long offset, out bool isData, out long length)
+        => LinuxFileApi.TryGetExtent(_handle, offset, Length, out isData, out length);
+
+    /// <inheritdoc/>
+    public void Dispose() => _handle.Dispose();
+
+    private static bool IsAligned(long offset, int length)
+        => offset % DirectAlignment == 0 && length % DirectAlignment == 0;
+
+    private void WriteZeroBuffer(long offset, long length)
+    {
+        var zeroes = new byte[(int)Math.Min(length, 1 << 20)];
+        for (long done = 0; done < length; done += zeroes.Length)
+            WriteAt(offset + done, zeroes.AsSpan(0, (int)Math.Min(zeroes.Length, length - done)));
+    }
+
+    // O_DIRECT needs sector-aligned offsets, lengths and memory: go through an aligned bounce buffer.
+    private unsafe void ReadAligned(long offset, Span<byte> buffer)
+    {
+        long start = offset / DirectAlignment * DirectAlignment;
+        long end = (offset + buffer.Length + DirectAlignment - 1) / DirectAlignment * DirectAlignment;
+        using var bounce = new AlignedBuffer((int)(end - start), DirectAlignment);
+        int done = 0;
+        while (done < bounce.Span.Length)
+        {
+            int n = RandomAccess.Read(_handle, bounce.Span[done..], start + done);
+            if (n <= 0) break;
+            done += n;
+        }
+        bounce.Span[done..].Clear();
+        bounce.Span.Slice((int)(offset - start), buffer.Length).CopyTo(buffer);
+    }
+
+    private void WriteAligned(long offset, ReadOnlySpan<byte> data)
+    {
+        lock (_directWriteLock)
+        {
+            long oldLength = Length;
+            long start = offset / DirectAlignment * DirectAlignment;
+            long end = (offset + data.Length + DirectAlignment - 1) / DirectAlignment * DirectAlignment;
+            using var bounce = new AlignedBuffer((int)(end - start), DirectAlignment);
+            ReadAligned(start, bounce.Span);
+            data.CopyTo(bounce.Span[(int)(offset - start)..]);
+            RandomAccess.Write(_handle, bounce.Span, start);
+            long wanted = Math.Max(oldLength, offset + data.Length);
+            if (end > wanted) SetLength(wanted); // undo the padding past the real end
+        }
+    }
+
+    private sealed unsafe class AlignedBuffer : IDisposable
+    {
+        private readonly void* _memory;
+        private readonly int _length;
+
+        public AlignedBuffer(int length, int alignment)
+        {
+            _length = length;
+            _memory = NativeMemory.AlignedAlloc((nuint)length, (nuint)alignment);
+        }
+
+        public Span<byte> Span => new(_memory, _length);
+
+        public void Dispose() => NativeMemory.AlignedFree(_memory);
+    }
+}

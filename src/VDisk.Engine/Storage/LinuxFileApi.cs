@@ -1,0 +1,92 @@
+// Linux system calls .NET does not expose: O_DIRECT open, fallocate (preallocate, punch hole,
+// zero range), lseek SEEK_DATA/SEEK_HOLE and st_blocks. Every entry point reports failure instead of
+// throwing so callers can fall back to portable code on other hosts and filesystems.
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace VDisk.Engine.Storage;
+
+internal static partial class LinuxFileApi
+{
+    private const int FallocKeepSize = 0x01;
+    private const int FallocPunchHole = 0x02;
+    private const int FallocZeroRange = 0x10;
+    private const int SeekData = 3;
+    private const int SeekHole = 4;
+    private const int ENXIO = 6;
+
+    /// <summary>True on Linux x64/arm64, where the declarations below match the kernel ABI.</summary>
+    public static bool IsAvailable { get; } = OperatingSystem.IsLinux()
+        && RuntimeInformation.ProcessArchitecture is Architecture.X64 or Architecture.Arm64;
+
+    private static int DirectFlag => RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 0x10000 : 0x4000;
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags, int mode);
+
+    [LibraryImport("libc", EntryPoint = "fallocate", SetLastError = true)]
+    private static partial int Fallocate(SafeFileHandle fd, int mode, long offset, long length);
+
+    [LibraryImport("libc", EntryPoint = "lseek", SetLastError = true)]
+    private static partial long Lseek(SafeFileHandle fd, long offset, int whence);
+
+    [LibraryImport("libc", EntryPoint = "fstat", SetLastError = true)]
+    private static unsafe partial int Fstat(SafeFileHandle fd, byte* statBuffer);
+
+    /// <summary>Opens with O_DIRECT (and O_DSYNC when <paramref name="sync"/>); null when the host refuses.</summary>
+    public static SafeFileHandle? OpenDirect(string path, bool write, bool sync)
+    {
+        if (!IsAvailable) return null;
+        const int ReadWrite = 2, CloseOnExec = 0x80000, DataSync = 0x1000;
+        int flags = (write ? ReadWrite : 0) | CloseOnExec | DirectFlag | (sync ? DataSync : 0);
+        int fd = Open(path, flags, 0);
+        return fd < 0 ? null : new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    /// <summary>Reserves blocks without changing the size or content.</summary>
+    public static bool TryPreallocate(SafeFileHandle fd, long offset, long length)
+        => IsAvailable && Fallocate(fd, 0, offset, length) == 0;
+
+    /// <summary>Deallocates a range inside the file; it reads as zero afterwards.</summary>
+    public static bool TryPunchHole(SafeFileHandle fd, long offset, long length)
+        => IsAvailable && Fallocate(fd, FallocPunchHole | FallocKeepSize, offset, length) == 0;
+
+    /// <summary>Zeroes a range cheaply while keeping it allocated.</summary>
+    public static bool TryZeroRange(SafeFileHandle fd, long offset, long length)
+        => IsAvailable && Fallocate(fd, FallocZeroRange | FallocKeepSize, offset, length) == 0;
+
+    /// <summary>The data or hole run starting at <paramref name="offset"/> (which must be below <paramref name="fileLength"/>).</summary>
+    public static bool TryGetExtent(SafeFileHandle fd, long offset, long fileLength, out bool isData, out long length)
+    {
+        isData = true;
+        length = fileLength - offset;
+        if (!IsAvailable) return false;
+        long data = Lseek(fd, offset, SeekData);
+        if (data < 0)
+        {
+            if (Marshal.GetLastPInvokeError() != ENXIO) return false;
+            isData = false; // nothing but hole up to the end
+            return true;
+        }
+        if (data > offset)
+        {
+            isData = false;
+            length = data - offset;
+            return true;
+        }
+        long hole = Lseek(fd, offset, SeekHole);
+        if (hole < 0) return false;
+        length = Math.Min(hole, fileLength) - offset;
+        return length > 0;
+    }
+
+    /// <summary>Bytes allocated to the file (st_blocks * 512), or -1.</summary>
+    public static unsafe long AllocatedBytes(SafeFileHandle fd)
+    {
+        if (!IsAvailable) return -1;
+        byte* stat = stackalloc byte[256];
+        if (Fstat(fd, stat) != 0) return -1;
+        const int StBlocksOffset = 64; // same on x86_64 and aarch64
+        return *(long*)(stat + StBlocksOffset) * 512;
+    }
+}
