@@ -8,6 +8,8 @@ public sealed record CreateOptions
     public ImageFormat Format { get; init; } = ImageFormat.Qcow2;
     /// <summary>Virtual size in bytes; null takes the backing image's size.</summary>
     public long? Size { get; init; }
+    /// <summary>Format variant (vmdk subformat, vdi static/dynamic).</summary>
+    public ImageSubformat Subformat { get; init; } = ImageSubformat.Default;
     /// <summary>Cluster size (qcow2): a power of two from 512 B to 2 MiB.</summary>
     public int ClusterSize { get; init; } = 65536;
     /// <summary>Preallocation mode.</summary>
