@@ -1,0 +1,23 @@
+# Module manifest of VDisk: binary cmdlets over a pure C# virtual disk engine (raw, qcow2).
+# build.ps1 stages it with the assemblies, format and help files into out/VDisk.
+@{
+    RootModule           = 'VDisk.PowerShell.dll'
+    ModuleVersion        = '0.1.0'
+    GUID                 = '83325f96-2b86-4e95-ba15-7e5d8e07fcc3'
+    Author               = 'VDisk contributors'
+    CompanyName          = 'VDisk'
+    Copyright            = '(c) VDisk contributors'
+    Description          = 'Create and inspect virtual disk images (raw, qcow2) from PowerShell without QEMU: a qemu-img replacement whose cmdlets write objects to the pipeline.'
+    PowerShellVersion    = '7.4'
+    CompatiblePSEditions = @('Core')
+    FormatsToProcess     = @('VDisk.format.ps1xml')
+    CmdletsToExport      = @('New-VDisk', 'Get-VDisk', 'Get-VDiskChain')
+    FunctionsToExport    = @()
+    AliasesToExport      = @()
+    VariablesToExport    = @()
+    PrivateData          = @{
+        PSData = @{
+            Tags = @('qcow2', 'raw', 'virtual-disk', 'qemu-img', 'kvm', 'libvirt', 'Linux', 'Windows')
+        }
+    }
+}

@@ -1,0 +1,133 @@
+// New-VDisk: creates a raw or qcow2 image (qemu-img create), optionally as an overlay on a backing image.
+using System.Management.Automation;
+using VDisk.Engine.Core;
+using VDisk.Engine.Operations;
+
+namespace VDisk.PowerShell.Commands;
+
+/// <summary>Creates a new disk image and writes its VDiskInfo.</summary>
+[Cmdlet(VerbsCommon.New, "VDisk", DefaultParameterSetName = SizeSet, SupportsShouldProcess = true)]
+[OutputType(typeof(VDiskInfo))]
+public sealed class NewVDiskCommand : VDiskCmdletBase
+{
+    private const string SizeSet = "Size";
+    private const string BackingSet = "Backing";
+
+    /// <summary>The new image file, relative to the current PowerShell location. Wildcards are not expanded.</summary>
+    [Parameter(Mandatory = true, Position = 0)]
+    [ValidateNotNullOrEmpty]
+    public string Path { get; set; } = string.Empty;
+
+    /// <summary>Virtual size in bytes (20GB works as typed). Optional for an overlay: the backing image's size.</summary>
+    [Parameter(Mandatory = true, Position = 1, ParameterSetName = SizeSet)]
+    [Parameter(Position = 1, ParameterSetName = BackingSet)]
+    [Alias("Size")]
+    public ulong SizeBytes { get; set; }
+
+    /// <summary>Format to write; by default from the extension (.raw and .img raw, anything else qcow2).</summary>
+    [Parameter]
+    public VDiskFormat Format { get; set; }
+
+    /// <summary>qcow2 cluster size in bytes: a power of two from 512 to 2 MiB (default 64 KiB).</summary>
+    [Parameter]
+    public uint ClusterSizeBytes { get; set; }
+
+    /// <summary>How much host space to reserve up front (default Off: sparse).</summary>
+    [Parameter]
+    public Preallocation Preallocation { get; set; }
+
+    /// <summary>Image to use as the backing file of a new qcow2 overlay.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = BackingSet)]
+    [ValidateNotNullOrEmpty]
+    public string BackingPath { get; set; } = string.Empty;
+
+    /// <summary>Format of the backing image; by default it is probed and the result recorded.</summary>
+    [Parameter(ParameterSetName = BackingSet)]
+    public VDiskFormat BackingFormat { get; set; }
+
+    /// <summary>Enables lazy refcounts (qcow2 compat 1.1).</summary>
+    [Parameter]
+    public SwitchParameter LazyRefcounts { get; set; }
+
+    /// <summary>qcow2 version: '0.10' (version 2) or '1.1' (version 3, the default).</summary>
+    [Parameter]
+    [ValidateSet("0.10", "1.1")]
+    public string Compat { get; set; } = "1.1";
+
+    /// <summary>Compression recorded for compressed clusters (qcow2 compat 1.1; default Zlib).</summary>
+    [Parameter]
+    public CompressionType CompressionType { get; set; }
+
+    /// <summary>qcow2 refcount entry width in bits (default 16; other widths need compat 1.1).</summary>
+    [Parameter]
+    [ValidateSet("1", "2", "4", "8", "16", "32", "64")]
+    public int RefcountBits { get; set; } = 16;
+
+    /// <summary>Overwrites an existing file.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    private static readonly string[] Qcow2OnlyParameters =
+        { nameof(ClusterSizeBytes), nameof(LazyRefcounts), nameof(Compat), nameof(CompressionType), nameof(RefcountBits) };
+
+    /// <summary>Checks the options, asks ShouldProcess, creates the image and writes its VDiskInfo.</summary>
+    protected override void ProcessRecord()
+    {
+        if (ResolveLiteralPath(Path) is not { } target) return;
+        var format = IsBound(nameof(Format)) ? Format : VDiskFormatConversion.FromExtension(target);
+        if (OptionProblem(format) is { } problem)
+        {
+            WriteError(VDiskErrors.InvalidArgument(problem, target));
+            return;
+        }
+        string? backingFull = null;
+        if (IsBound(nameof(BackingPath)) && (backingFull = ResolveLiteralPath(BackingPath)) is null) return;
+
+        var options = BuildOptions(format, backingFull);
+        if (!ShouldProcess(target, Describe(target, format))) return;
+        var info = Attempt(target, () =>
+        {
+            RunWithProgress("New-VDisk", $"Creating {target}", options.Size,
+                (progress, cancel) => CreateImage.Run(target, options, Force, progress, cancel));
+            return InspectImage.Run(target);
+        });
+        if (info != null) WriteObject(VDiskInfo.From(info));
+    }
+
+    private bool IsBound(string parameter) => MyInvocation.BoundParameters.ContainsKey(parameter);
+
+    private string? OptionProblem(VDiskFormat format)
+    {
+        if (SizeBytes > long.MaxValue) return $"-SizeBytes {SizeBytes} is larger than the largest supported disk ({long.MaxValue} bytes).";
+        var qcow2Only = Qcow2OnlyParameters.Where(IsBound).ToArray();
+        if (format != VDiskFormat.Qcow2 && qcow2Only.Length > 0)
+            return $"-{string.Join(", -", qcow2Only)} apply to qcow2 images only, not {format}.";
+        return null;
+    }
+
+    private CreateOptions BuildOptions(VDiskFormat format, string? backingFull) => new()
+    {
+        Format = format.ToEngine(),
+        Size = IsBound(nameof(SizeBytes)) ? (long)SizeBytes : null,
+        ClusterSize = IsBound(nameof(ClusterSizeBytes)) ? (int)Math.Min(ClusterSizeBytes, int.MaxValue) : new CreateOptions().ClusterSize,
+        Preallocation = Preallocation,
+        BackingPath = backingFull,
+        BackingPathRelative = backingFull != null && IsRelative(BackingPath),
+        BackingFormat = IsBound(nameof(BackingFormat)) ? BackingFormat.ToEngine() : null,
+        LazyRefcounts = LazyRefcounts,
+        Compat = Compat,
+        CompressionType = CompressionType,
+        RefcountBits = RefcountBits,
+    };
+
+    // A backing path typed relative (to the current location) is stored relative to the new image's folder.
+    private bool IsRelative(string typed) => !typed.StartsWith('~') && !SessionState.Path.IsPSAbsolute(typed, out _);
+
+    private string Describe(string target, VDiskFormat format)
+    {
+        string size = IsBound(nameof(SizeBytes)) ? HumanSize.Format((long)SizeBytes) : "the backing image's size";
+        string verb = File.Exists(target) && Force ? "Overwrite with" : "Create";
+        string backing = IsBound(nameof(BackingPath)) ? $" backed by '{BackingPath}'" : string.Empty;
+        return $"{verb} {format} image of {size}{backing}";
+    }
+}

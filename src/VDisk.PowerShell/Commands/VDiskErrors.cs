@@ -1,0 +1,56 @@
+// The one place that turns failures into PowerShell error records (DESIGN.md "Cmdlets": errors).
+// Each engine error kind has a stable error id and category; the target is the image concerned.
+using System.Management.Automation;
+using VDisk.Engine.Core;
+
+namespace VDisk.PowerShell.Commands;
+
+/// <summary>Builds error records with stable ids for engine and path failures.</summary>
+internal static class VDiskErrors
+{
+    /// <summary>Error id for a path that is not on the file system (e.g. Env:\ or HKLM:\).</summary>
+    public const string NotFileSystemPathId = "NotFileSystemPath";
+
+    /// <summary>The error id and category for each engine error kind.</summary>
+    public static (string Id, ErrorCategory Category) Classify(VDiskErrorKind kind) => kind switch
+    {
+        VDiskErrorKind.NotFound => ("FileNotFound", ErrorCategory.ObjectNotFound),
+        VDiskErrorKind.NotAnImage => ("NotAnImage", ErrorCategory.InvalidData),
+        VDiskErrorKind.Corrupt => ("CorruptImage", ErrorCategory.InvalidData),
+        VDiskErrorKind.Unsupported => ("UnsupportedFeature", ErrorCategory.NotImplemented),
+        VDiskErrorKind.AlreadyExists => ("FileExists", ErrorCategory.ResourceExists),
+        VDiskErrorKind.BackingMissing => ("BackingFileMissing", ErrorCategory.ObjectNotFound),
+        VDiskErrorKind.ChainLoop => ("BackingChainLoop", ErrorCategory.InvalidData),
+        VDiskErrorKind.ChainTooDeep => ("BackingChainTooDeep", ErrorCategory.LimitsExceeded),
+        VDiskErrorKind.ReadOnly => ("ImageReadOnly", ErrorCategory.PermissionDenied),
+        VDiskErrorKind.InvalidArgument => ("InvalidArgument", ErrorCategory.InvalidArgument),
+        VDiskErrorKind.IoError => ("IOError", ErrorCategory.WriteError),
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "VDiskErrors.Classify has no entry for this kind."),
+    };
+
+    /// <summary>
+    /// An error record for a failure while working on <paramref name="target"/>, or null when the exception is
+    /// not one a cmdlet should report per input (a bug, or the pipeline stopping), so the caller rethrows it.
+    /// </summary>
+    public static ErrorRecord? FromException(Exception exception, string target) => exception switch
+    {
+        VDiskException e => Record(e, Classify(e.Kind), e.Path ?? target),
+        SessionStateException =>
+            Record(exception, Classify(VDiskErrorKind.NotFound), target),
+        UnauthorizedAccessException => Record(exception, Classify(VDiskErrorKind.ReadOnly), target),
+        IOException => Record(exception, Classify(VDiskErrorKind.IoError), target),
+        _ => null,
+    };
+
+    /// <summary>An InvalidArgument error about <paramref name="target"/>.</summary>
+    public static ErrorRecord InvalidArgument(string message, string target) =>
+        Record(new ArgumentException(message), Classify(VDiskErrorKind.InvalidArgument), target);
+
+    /// <summary>An error for a path whose provider is not the file system.</summary>
+    public static ErrorRecord NotFileSystemPath(string path, ProviderInfo provider) =>
+        Record(new ArgumentException($"'{path}' is a {provider.Name} path; disk images must be files on the file system."),
+            (NotFileSystemPathId, ErrorCategory.InvalidArgument), path);
+
+    private static ErrorRecord Record(Exception exception, (string Id, ErrorCategory Category) kind, string target) =>
+        new(exception, kind.Id, kind.Category, target);
+}
