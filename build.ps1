@@ -1,0 +1,119 @@
+<#
+.SYNOPSIS
+    Builds, tests, demonstrates or benchmarks VDisk.
+.DESCRIPTION
+    Build: restores the tools, compiles the solution (Release) and stages a loadable module in out/VDisk.
+    Test:  Build, then the engine's xunit tests and the module's Pester tests (in a fresh pwsh); the last line is
+           "N passed, N failed" and the exit code is non-zero on any failure or when no test ran.
+    Demo:  Build, then shows the main job in a fresh pwsh: a template, an overlay on it, Get-VDisk, Get-VDiskChain.
+    Bench: runs the benchmark project tests/VDisk.Bench, if it exists.
+.EXAMPLE
+    dotnet tool restore && dotnet pwsh ./build.ps1 -Task Test
+#>
+[CmdletBinding()]
+param(
+    [ValidateSet('Build', 'Test', 'Demo', 'Bench')]
+    [string] $Task = 'Build'
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+$env:NO_COLOR = '1'
+$env:POWERSHELL_TELEMETRY_OPTOUT = '1'
+$env:POWERSHELL_UPDATECHECK = 'Off'
+$env:DOTNET_CLI_TELEMETRY_OPTOUT = '1'
+$env:DOTNET_NOLOGO = '1'
+
+$root = $PSScriptRoot
+$moduleDir = Join-Path $root 'out/VDisk'
+$resultsDir = Join-Path $root 'out/TestResults'
+
+# Runs a native command and stops the build when it fails.
+function Invoke-Native([string] $Description, [scriptblock] $Command) {
+    & $Command | Out-Host
+    if ($LASTEXITCODE -ne 0) { throw "$Description failed with exit code $LASTEXITCODE." }
+}
+
+function Invoke-Build {
+    Invoke-Native 'dotnet tool restore' { dotnet tool restore }
+    Invoke-Native 'dotnet build' { dotnet build (Join-Path $root 'VDiskPS.sln') -c Release }
+
+    Remove-Item -LiteralPath $moduleDir -Recurse -Force -ErrorAction Ignore
+    $null = New-Item -ItemType Directory -Path $moduleDir
+    $bin = Join-Path $root 'src/VDisk.PowerShell/bin/Release/net8.0'
+    Copy-Item -Path (Join-Path $bin '*.dll') -Destination $moduleDir
+    Copy-Item -LiteralPath (Join-Path $root 'VDisk.psd1'), (Join-Path $root 'src/VDisk.PowerShell/VDisk.format.ps1xml') -Destination $moduleDir
+    & (Join-Path $root 'src/VDisk.PowerShell/Help/Build-MamlHelp.ps1') -DocsPath (Join-Path $root 'docs/en-US') `
+        -MamlPath (Join-Path $moduleDir 'VDisk.PowerShell.dll-Help.xml') -AboutFolder (Join-Path $moduleDir 'en-US')
+    Write-Host "Module staged in $moduleDir"
+}
+
+# The engine's xunit tests; counts come from the trx report.
+function Invoke-EngineTests {
+    $trx = Join-Path $resultsDir 'engine.trx'
+    Remove-Item -LiteralPath $trx -ErrorAction Ignore
+    dotnet test (Join-Path $root 'tests/VDisk.Engine.Tests/VDisk.Engine.Tests.csproj') -c Release --no-build `
+        --logger 'trx;LogFileName=engine.trx' --logger 'console;verbosity=normal' --results-directory $resultsDir | Out-Host
+    $exitCode = $LASTEXITCODE
+    if (-not (Test-Path -LiteralPath $trx)) {
+        Write-Host "Engine tests: no trx report (dotnet test exit code $exitCode)."
+        return @{ Passed = 0; Failed = [int]($exitCode -ne 0); Skipped = 0 }
+    }
+    $counters = ([xml](Get-Content -LiteralPath $trx -Raw)).TestRun.ResultSummary.Counters
+    $counts = @{ Passed = [int]$counters.passed; Failed = [int]$counters.failed + [int]$counters.error + [int]$counters.timeout; Skipped = [int]$counters.notExecuted }
+    if ($exitCode -ne 0 -and $counts.Failed -eq 0) { $counts.Failed = 1 } # the run itself failed
+    Write-Host "Engine tests: $($counts.Passed) passed, $($counts.Failed) failed, $($counts.Skipped) skipped."
+    $counts
+}
+
+# The module's Pester tests, in a fresh pwsh so the just-built assemblies are the ones loaded.
+function Invoke-ModuleTests {
+    Invoke-Native 'restoring Pester' { dotnet restore (Join-Path $root 'tests/PesterRestore/PesterRestore.csproj') }
+    $packages = if ($env:NUGET_PACKAGES) { $env:NUGET_PACKAGES } else { Join-Path ([Environment]::GetFolderPath('UserProfile')) '.nuget/packages' }
+    $pester = Join-Path $packages 'pester/5.7.1/tools/Pester.psd1'
+    if (-not (Test-Path -LiteralPath $pester)) { throw "Pester 5.7.1 not found at $pester after restore." }
+    $resultFile = Join-Path $resultsDir 'pester.json'
+    Remove-Item -LiteralPath $resultFile -ErrorAction Ignore
+    dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $root 'tests/Module/Invoke-ModuleTests.ps1') `
+        -PesterPath $pester -ModulePath (Join-Path $moduleDir 'VDisk.psd1') -ResultPath $resultFile | Out-Host
+    $exitCode = $LASTEXITCODE
+    if (-not (Test-Path -LiteralPath $resultFile)) {
+        Write-Host "Module tests: no result (pwsh exit code $exitCode)."
+        return @{ Passed = 0; Failed = 1; Skipped = 0 }
+    }
+    $result = Get-Content -LiteralPath $resultFile -Raw | ConvertFrom-Json
+    Write-Host "Module tests: $($result.Passed) passed, $($result.Failed) failed, $($result.Skipped) skipped."
+    @{ Passed = [int]$result.Passed; Failed = [int]$result.Failed; Skipped = [int]$result.Skipped }
+}
+
+Push-Location -LiteralPath $root
+try {
+    switch ($Task) {
+        'Build' { Invoke-Build }
+        'Test' {
+            Invoke-Build
+            $null = New-Item -ItemType Directory -Force -Path $resultsDir
+            $engine = Invoke-EngineTests
+            $module = Invoke-ModuleTests
+            $passed = $engine.Passed + $module.Passed
+            $failed = $engine.Failed + $module.Failed
+            Write-Host "Skipped: $($engine.Skipped + $module.Skipped)"
+            Write-Host "$passed passed, $failed failed"
+            if ($failed -gt 0 -or $passed -eq 0) { exit 1 }
+        }
+        'Demo' {
+            Invoke-Build
+            Invoke-Native 'the demo' { dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $root 'scripts/Show-Demo.ps1') -ModulePath (Join-Path $moduleDir 'VDisk.psd1') }
+        }
+        'Bench' {
+            $bench = Join-Path $root 'tests/VDisk.Bench'
+            if (-not (Test-Path -LiteralPath $bench)) {
+                Write-Host 'The benchmark project tests/VDisk.Bench does not exist yet.'
+                exit 1
+            }
+            Invoke-Native 'the benchmark' { dotnet run -c Release --project $bench }
+        }
+    }
+} finally {
+    Pop-Location
+}
