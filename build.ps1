@@ -60,7 +60,7 @@ function Invoke-EngineTests {
         return @{ Passed = 0; Failed = [int]($exitCode -ne 0); Skipped = 0 }
     }
     $counters = ([xml](Get-Content -LiteralPath $trx -Raw)).TestRun.ResultSummary.Counters
-    $counts = @{ Passed = [int]$counters.passed; Failed = [int]$counters.failed + [int]$counters.error + [int]$counters.timeout; Skipped = [int]$counters.notExecuted }
+    $counts = @{ Passed = [int]$counters.passed; Failed = [int]$counters.failed + [int]$counters.error + [int]$counters.timeout; Skipped = [int]$counters.total - [int]$counters.executed }
     if ($exitCode -ne 0 -and $counts.Failed -eq 0) { $counts.Failed = 1 } # the run itself failed
     Write-Host "Engine tests: $($counts.Passed) passed, $($counts.Failed) failed, $($counts.Skipped) skipped."
     $counts

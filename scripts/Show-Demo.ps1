@@ -16,7 +16,7 @@ $folder = Join-Path ([IO.Path]::GetTempPath()) "vdisk-demo-$([guid]::NewGuid().T
 $null = New-Item -ItemType Directory -Path $folder
 Push-Location -LiteralPath $folder
 try {
-    Write-Host "> New-VDisk -Path ./templates/debian12.qcow2 -SizeBytes 20GB  (in $folder)"
+    Write-Host "> New-VDisk -Path ./templates/debian12.qcow2 -SizeBytes 20GB   # in $folder"
     $null = New-Item -ItemType Directory -Path templates
     New-VDisk -Path ./templates/debian12.qcow2 -SizeBytes 20GB | Format-Table | Out-Host
 
