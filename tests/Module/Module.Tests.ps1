@@ -81,7 +81,7 @@ Describe 'HumanSize' {
 
 Describe 'Error id table' {
     # The one mapping from engine error kinds to error ids and categories (VDiskErrors.Classify). Kinds that a
-    # test cannot provoke end to end as root (ImageReadOnly, IOError) are checked here.
+    # test cannot provoke end to end (IOError: the host failing a read or write) are checked here.
     BeforeAll {
         $errors = [VDisk.PowerShell.Commands.VDiskCmdletBase].Assembly.GetType('VDisk.PowerShell.Commands.VDiskErrors', $true)
         $classify = $errors.GetMethod('Classify', [System.Reflection.BindingFlags]'Static, NonPublic, Public')

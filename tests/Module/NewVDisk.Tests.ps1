@@ -55,6 +55,24 @@ Describe 'New-VDisk paths' {
         $err[0].TargetObject | Should -Be (Join-Path $folder 'missing/x.qcow2')
     }
 
+    It 'fails with ImageReadOnly when the folder cannot be written' {
+        $locked = Join-Path $folder 'locked'
+        $null = New-Item -ItemType Directory -Path $locked
+        # root ignores permission bits, so as root the folder is made immutable (chattr, from e2fsprogs).
+        $asRoot = (& id -u) -eq '0'
+        if ($asRoot) { & chattr +i $locked } else { & chmod 555 $locked }
+        $LASTEXITCODE | Should -Be 0
+        try {
+            New-VDisk -Path "$locked/x.qcow2" -SizeBytes 1MB -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        } finally {
+            if ($asRoot) { & chattr -i $locked } else { & chmod 755 $locked }
+        }
+        $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'ImageReadOnly' 'New-VDisk')
+        $err[0].CategoryInfo.Category | Should -Be 'PermissionDenied'
+        $err[0].TargetObject | Should -Be "$locked/x.qcow2"
+        @(Get-ChildItem -LiteralPath $locked -Force).Count | Should -Be 0
+    }
+
     It 'fails with NotFileSystemPath for a path of another provider' {
         New-VDisk -Path 'Env:/VDISK_TEST' -SizeBytes 1MB -ErrorVariable err -ErrorAction SilentlyContinue
         $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'NotFileSystemPath' 'New-VDisk')
@@ -242,6 +260,29 @@ Describe 'New-VDisk -Preallocation' {
     }
 }
 
+Describe 'New-VDisk stopped with Ctrl+C' {
+    It 'stops a long preallocation promptly and leaves no file behind' {
+        $folder = New-TestFolder
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddCommand('Import-Module').AddParameter('Name', (Get-Module VDisk).Path).AddStatement()
+            $null = $ps.AddCommand('New-VDisk').AddParameter('Path', "$folder/stopped.qcow2").AddParameter('SizeBytes', 64GB).AddParameter('Preallocation', 'Full')
+            $running = $ps.BeginInvoke()
+            $deadline = [datetime]::UtcNow.AddSeconds(30)
+            while ($ps.Streams.Progress.Count -eq 0 -and -not $running.IsCompleted -and [datetime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 20 }
+            $running.IsCompleted | Should -BeFalse -Because 'the create must still be running when it is stopped'
+            $watch = [System.Diagnostics.Stopwatch]::StartNew()
+            $ps.Stop() # what Ctrl+C does to the pipeline
+            $watch.Elapsed.TotalSeconds | Should -BeLessThan 10
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+            $ps.EndInvoke($running) | Should -BeNullOrEmpty
+            Get-ChildItem -LiteralPath $folder -Force | Should -BeNullOrEmpty
+        } finally {
+            $ps.Dispose()
+        }
+    }
+}
+
 Describe 'New-VDisk -BackingPath' {
     BeforeEach {
         $folder = New-TestFolder
@@ -366,6 +407,10 @@ Describe 'New-VDisk -Force and -WhatIf' {
         $said = Invoke-ChildPwsh "Import-Module '$((Get-Module VDisk).Path)'; New-VDisk -Path '$folder/said.qcow2' -SizeBytes 20GB -WhatIf"
         $said | Should -Match 'What if: .*Create Qcow2 image of 20 GiB.*said\.qcow2'
         "$folder/said.qcow2" | Should -Not -Exist
+    }
+
+    It 'creates without asking with -Confirm:$false' {
+        (New-VDisk -Path "$folder/confirmed.qcow2" -SizeBytes 1MB -Confirm:$false).Path | Should -Be "$folder/confirmed.qcow2"
     }
 
     It 'declares SupportsShouldProcess' {
