@@ -1,6 +1,8 @@
 // What the engine writes (random sequences, into overlays, into images with qemu's internal snapshots,
 // over compressed clusters) passes `qemu-img check` and reads back identically through qemu.
 using VDisk.Engine.Core;
+using VDisk.Engine.Formats.Qcow2;
+using VDisk.Engine.Storage;
 using VDisk.Engine.Tests.Support;
 
 namespace VDisk.Engine.Tests.Interop;
@@ -52,6 +54,42 @@ public class EngineWritesQemuReadsTests
                     data.CopyTo(model, offset);
                 }
                 if (i % 97 == 0) disk.Flush();
+            }
+        }
+        Qemu.CheckClean(image);
+        string expected = dir.File("expected.raw");
+        File.WriteAllBytes(expected, model);
+        Qemu.AssertIdentical(image, expected, "-f", "qcow2", "-F", "raw");
+    }
+
+    [SkippableTheory]
+    [InlineData(512, 1)]
+    [InlineData(4096, 16)]
+    public void TinyMetadataCachesStillWriteConsistentImages(int clusterSize, int refcountBits)
+    {
+        Qemu.Require();
+        using var dir = new TempFolder();
+        string image = Images.Create(dir.File("tiny.qcow2"), new CreateOptions { Size = Size, ClusterSize = clusterSize, RefcountBits = refcountBits });
+        var model = new byte[Size];
+        var random = new Random(clusterSize);
+        var driver = Qcow2Driver.Open(FileStorage.Open(image, write: true), true, 4L * clusterSize, 4L * clusterSize);
+        using (var disk = new VirtualDisk(image, driver, null, writable: true))
+        {
+            for (int i = 0; i < 400; i++)
+            {
+                int offset = random.Next(Size - 1);
+                int length = Math.Min(Size - offset, random.Next(1, 40_000));
+                if (random.Next(4) == 0)
+                {
+                    disk.WriteZeroes(offset, length);
+                    Array.Clear(model, offset, length);
+                }
+                else
+                {
+                    var data = Images.Pattern(length, i);
+                    disk.Write(offset, data);
+                    data.CopyTo(model, offset);
+                }
             }
         }
         Qemu.CheckClean(image);

@@ -25,19 +25,20 @@ public class Qcow2PropertyTests
         from seed in Gen.Int
         select new Op(kind, offset, Math.Min(length, Size - offset), seed);
 
-    public static TheoryData<string, int, bool> Configs => new()
+    public static TheoryData<string, int, bool, bool> Configs => new()
     {
-        { "1.1", 512, false },
-        { "1.1", 4096, true },
-        { "1.1", 65536, true },
-        { "0.10", 4096, false },
-        { "0.10", 1024, true },
-        { "1.1", 2048, false },
+        { "1.1", 512, false, true },
+        { "1.1", 4096, true, false },
+        { "1.1", 65536, true, false },
+        { "0.10", 4096, false, true },
+        { "0.10", 1024, true, true },
+        { "1.1", 2048, false, false },
+        { "1.1", 512, true, true },
     };
 
     [Theory]
     [MemberData(nameof(Configs))]
-    public void BehavesLikeAByteArray(string compat, int clusterSize, bool withBacking)
+    public void BehavesLikeAByteArray(string compat, int clusterSize, bool withBacking, bool tinyCaches)
     {
         var options = new CreateOptions { Compat = compat, ClusterSize = clusterSize, RefcountBits = compat == "1.1" ? 4 : 16 };
         Gen.Int.Select(GenOp.Array[1, 40]).Sample((seed, ops) =>
@@ -46,7 +47,7 @@ public class Qcow2PropertyTests
             var model = new byte[Size];
             backingBytes?.CopyTo(model, 0);
             var backing = backingBytes is null ? null : MemoryImages.Raw(backingBytes);
-            var (disk, storage) = MemoryImages.Qcow2(Size, options, backing);
+            var (disk, storage) = MemoryImages.Qcow2(Size, options, backing, tinyCaches);
             foreach (var op in ops) Apply(disk, model, op);
             Assert.Equal(model, Images.ReadAll(disk));
             disk.Driver.Dispose();

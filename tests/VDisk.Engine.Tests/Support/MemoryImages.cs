@@ -9,12 +9,14 @@ namespace VDisk.Engine.Tests.Support;
 public static class MemoryImages
 {
     /// <summary>A writable in-memory qcow2, optionally over a backing disk (which it then owns).</summary>
-    public static (VirtualDisk Disk, MemoryStorage Storage) Qcow2(long size, CreateOptions? options = null, VirtualDisk? backing = null)
+    /// <param name="tinyCaches">Metadata caches of four tables, so eviction and write-back order get exercised.</param>
+    public static (VirtualDisk Disk, MemoryStorage Storage) Qcow2(long size, CreateOptions? options = null, VirtualDisk? backing = null, bool tinyCaches = false)
     {
         var storage = new MemoryStorage("mem.qcow2");
         options ??= new CreateOptions();
         Qcow2Creator.WriteEmpty(storage, options with { Size = size }, size, backing is null ? null : "backing", backing?.Format);
-        var driver = Qcow2Driver.Open(storage, writable: true);
+        long cache = tinyCaches ? 4L * options.ClusterSize : 32L << 20;
+        var driver = Qcow2Driver.Open(storage, writable: true, cache, cache);
         return (new VirtualDisk("mem.qcow2", driver, backing, writable: true), storage);
     }
 
