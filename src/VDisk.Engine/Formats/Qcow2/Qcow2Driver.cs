@@ -7,7 +7,7 @@ using VDisk.Engine.Storage;
 namespace VDisk.Engine.Formats.Qcow2;
 
 /// <summary>A qcow2 image, version 2 or 3. Thread-safe: metadata access is serialised, data I/O is not.</summary>
-public sealed class Qcow2Driver : IImageDriver
+public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
 {
     private const long L2CacheBytes = 32L << 20;
     private const long RefcountCacheBytes = 4L << 20;
@@ -208,6 +208,8 @@ public sealed class Qcow2Driver : IImageDriver
         finally
         {
             _lastInflated.Dispose();
+            foreach (var compressor in _zstd.Values) compressor.Dispose();
+            _zstd.Dispose();
             Storage.Dispose();
         }
     }
