@@ -2,6 +2,7 @@
 // CreateImage and opened through ImageChain exactly as the cmdlets do.
 using VDisk.Engine.Chain;
 using VDisk.Engine.Core;
+using VDisk.Engine.Formats.Vdi;
 using VDisk.Engine.Operations;
 using Xunit;
 using static VDisk.Engine.Tests.Vdi.VdiTestSupport;
@@ -131,6 +132,18 @@ public sealed class VdiRoundTripTests : IDisposable
             Assert.Equal(ExtentKind.Unallocated, disk.Driver.Map(0, MiB).Kind);
         }
         AssertConsistent(File.ReadAllBytes(path));
+    }
+
+    [Fact]
+    public void EveryImageGetsItsOwnUuid()
+    {
+        CreateImage.Run(_temp.File("a.vdi"), new CreateOptions { Format = ImageFormat.Vdi, Size = MiB });
+        CreateImage.Run(_temp.File("b.vdi"), new CreateOptions { Format = ImageFormat.Vdi, Size = MiB });
+        using var a = ImageChain.Open(_temp.File("a.vdi"));
+        using var b = ImageChain.Open(_temp.File("b.vdi"));
+        Guid uuidA = ((VdiDriver)a.Driver).ImageUuid, uuidB = ((VdiDriver)b.Driver).ImageUuid;
+        Assert.NotEqual(Guid.Empty, uuidA);
+        Assert.NotEqual(uuidA, uuidB);
     }
 
     [Fact]

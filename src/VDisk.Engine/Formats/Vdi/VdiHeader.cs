@@ -168,7 +168,7 @@ internal sealed class VdiHeader
             throw VDiskException.Unsupported(path, $"VDI header field offset_bmap is 0x{BlockMapOffset:x}; only sector-aligned block maps are supported.");
         if (DataOffset % SectorSize != 0)
             throw VDiskException.Unsupported(path, $"VDI header field offset_data is 0x{DataOffset:x}; only sector-aligned data areas are supported.");
-        if (BlockMapOffset < PreHeaderLength + HeaderSize)
+        if (BlockMapOffset < PreHeaderLength + (long)HeaderSize)
             throw VDiskException.Corrupt(path, $"VDI header field offset_bmap is 0x{BlockMapOffset:x}; the block map overlaps the {PreHeaderLength + HeaderSize}-byte header.");
         if (BlockMapOffset + BlockMapLength > fileLength)
             throw VDiskException.Corrupt(path, $"VDI header field offset_bmap is 0x{BlockMapOffset:x}: the {BlockMapLength}-byte block map ends past the end of the file ({fileLength} bytes).");
@@ -179,7 +179,7 @@ internal sealed class VdiHeader
     /// <summary>Serialises the header into the first sector (<paramref name="sector"/>: 512 bytes, zeroed by the caller).</summary>
     public void WriteTo(Span<byte> sector)
     {
-        byte[] text = Encoding.ASCII.GetBytes(Text);
+        byte[] text = Encoding.Latin1.GetBytes(Text);
         text.AsSpan(0, Math.Min(text.Length, TextLength - 1)).CopyTo(sector[TextOffset..]);
         PutU32(sector, SignatureOffset, Signature);
         PutU32(sector, VersionOffset, Version11);
