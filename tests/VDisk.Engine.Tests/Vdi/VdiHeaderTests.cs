@@ -6,7 +6,7 @@ using System.Text;
 using VDisk.Engine.Core;
 using VDisk.Engine.Formats.Vdi;
 using VDisk.Engine.Storage;
-using Xunit;
+using VDisk.Engine.Tests.Support;
 using static VDisk.Engine.Tests.Vdi.VdiTestSupport;
 
 namespace VDisk.Engine.Tests.Vdi;
@@ -137,7 +137,7 @@ public sealed class VdiHeaderTests
         var storage = new MemoryStorage(Name, image);
         using (var disk = Open(storage, writable: true))
         {
-            var all = ReadAll(disk);
+            var all = Images.ReadAll(disk);
             Assert.Equal(Pattern(0, MiB, 8), all[..MiB]);
             Assert.Equal(new byte[2 * MiB], all[MiB..(3 * MiB)]);
             Assert.Equal(Pattern(0, MiB, 7), all[(3 * MiB)..]);

@@ -3,7 +3,7 @@
 using CsCheck;
 using VDisk.Engine.Core;
 using VDisk.Engine.Storage;
-using Xunit;
+using VDisk.Engine.Tests.Support;
 using static VDisk.Engine.Tests.Vdi.VdiTestSupport;
 
 namespace VDisk.Engine.Tests.Vdi;
@@ -80,7 +80,7 @@ public sealed class VdiPropertyTests
         }
         AssertConsistent(storage.ToArray());
         using var reopened = Open(storage, writable: false);
-        Assert.True(model.AsSpan().SequenceEqual(ReadAll(reopened)), "content after reopen differs from the model");
+        Assert.True(model.AsSpan().SequenceEqual(Images.ReadAll(reopened)), "content after reopen differs from the model");
         if (isStatic) Assert.Equal(0x400 + 5L * MiB, storage.Length); // a static image never grows
     }
 }

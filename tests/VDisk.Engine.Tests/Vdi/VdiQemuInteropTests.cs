@@ -1,11 +1,10 @@
 // Interop with qemu-img 7.2, the reference: images qemu-img and qemu-io write read back byte for byte,
 // and images VDisk writes pass `qemu-img check`, compare identical to their raw source and report the
-// right virtual size. Skipped without qemu-img outside CI; failing in CI (see QemuTools).
-using System.Text.Json;
+// right virtual size. Skipped without qemu-img outside CI; failing in CI (Support/Qemu.cs).
 using VDisk.Engine.Chain;
 using VDisk.Engine.Core;
 using VDisk.Engine.Operations;
-using Xunit;
+using VDisk.Engine.Tests.Support;
 using static VDisk.Engine.Tests.Vdi.VdiTestSupport;
 
 namespace VDisk.Engine.Tests.Vdi;
@@ -16,15 +15,16 @@ public sealed class VdiQemuInteropTests : IDisposable
 
     public void Dispose() => _temp.Dispose();
 
-    [QemuTheory]
+    [SkippableTheory]
     [InlineData(false)]
     [InlineData(true)]
     public void ReadsWhatQemuIoWrites(bool isStatic)
     {
+        Qemu.Require();
         string path = _temp.File("q.vdi");
         const long size = 10L * MiB;
-        QemuTools.RunOk("qemu-img", Create(isStatic, path, size.ToString()));
-        QemuTools.RunOk("qemu-io", "-f", "vdi", "-t", "writeback",
+        Qemu.Img(Create(isStatic, path, size.ToString()));
+        Qemu.Io("-f", "vdi", "-t", "writeback",
             "-c", "write -P 0xab 3M 64k",
             "-c", "write -P 0x11 1048000 2000",      // across the first block boundary, unaligned
             "-c", $"write -P 0x22 {size - 512} 512", // the last sector
@@ -37,14 +37,15 @@ public sealed class VdiQemuInteropTests : IDisposable
         using var disk = ImageChain.Open(path);
         Assert.Equal(size, disk.Length);
         Assert.Equal(isStatic ? "static" : "dynamic", disk.Driver.Details.Subformat);
-        Assert.True(expected.AsSpan().SequenceEqual(ReadAll(disk)));
+        Assert.True(expected.AsSpan().SequenceEqual(Images.ReadAll(disk)));
     }
 
-    [QemuTheory]
+    [SkippableTheory]
     [InlineData(false)]
     [InlineData(true)]
     public void ReadsWhatQemuImgConvertWrites(bool isStatic)
     {
+        Qemu.Require();
         string raw = _temp.File("source.raw");
         var content = RawWithDataAndHoles(7L * MiB + 512);
         File.WriteAllBytes(raw, content);
@@ -52,19 +53,20 @@ public sealed class VdiQemuInteropTests : IDisposable
         var args = new List<string> { "convert", "-f", "raw", "-O", "vdi" };
         if (isStatic) args.AddRange(new[] { "-o", "static=on" });
         args.AddRange(new[] { raw, vdi });
-        QemuTools.RunOk("qemu-img", args.ToArray());
+        Qemu.Img(args.ToArray());
 
         using var disk = ImageChain.Open(vdi);
         Assert.Equal(content.Length, disk.Length);
-        Assert.True(content.AsSpan().SequenceEqual(ReadAll(disk)));
+        Assert.True(content.AsSpan().SequenceEqual(Images.ReadAll(disk)));
         if (!isStatic) Assert.Equal(ExtentKind.Unallocated, disk.Driver.Map(2L * MiB, MiB).Kind); // an all-zero block stays a hole
     }
 
-    [QemuTheory]
+    [SkippableTheory]
     [InlineData(false)]
     [InlineData(true)]
     public void QemuAcceptsWhatVDiskWrites(bool isStatic)
     {
+        Qemu.Require();
         const long size = 9L * MiB + 1536;
         string vdi = _temp.File("ours.vdi");
         string raw = _temp.File("source.raw");
@@ -87,24 +89,23 @@ public sealed class VdiQemuInteropTests : IDisposable
         }
         File.WriteAllBytes(raw, model);
 
-        var check = QemuTools.RunOk("qemu-img", "check", "-f", "vdi", vdi);
-        Assert.Contains("No errors were found", check.StdOut);
-        var compare = QemuTools.RunOk("qemu-img", "compare", "-f", "vdi", "-F", "raw", vdi, raw);
-        Assert.Contains("Images are identical", compare.StdOut);
-        using var info = JsonDocument.Parse(QemuTools.RunOk("qemu-img", "info", "-f", "vdi", "--output=json", vdi).StdOut);
-        Assert.Equal(size, info.RootElement.GetProperty("virtual-size").GetInt64());
-        Assert.Equal(MiB, info.RootElement.GetProperty("cluster-size").GetInt32());
+        Qemu.CheckClean(vdi);
+        Qemu.AssertIdentical(vdi, raw, "-f", "vdi", "-F", "raw");
+        var info = Qemu.Info(vdi);
+        Assert.Equal("vdi", info.GetProperty("format").GetString());
+        Assert.Equal(size, info.GetProperty("virtual-size").GetInt64());
+        Assert.Equal(MiB, info.GetProperty("cluster-size").GetInt32());
 
         // qemu then allocates after our blocks, and we read what it wrote.
-        QemuTools.RunOk("qemu-io", "-f", "vdi", "-t", "writeback", "-c", "write -P 0x5a 1536k 4k", vdi);
+        Qemu.Io("-f", "vdi", "-t", "writeback", "-c", "write -P 0x5a 1536k 4k", vdi);
         Array.Fill(model, (byte)0x5a, 1536 * 1024, 4096);
-        Assert.Contains("No errors were found", QemuTools.RunOk("qemu-img", "check", "-f", "vdi", vdi).StdOut);
+        Qemu.CheckClean(vdi);
         using var reopened = ImageChain.Open(vdi);
-        Assert.True(model.AsSpan().SequenceEqual(ReadAll(reopened)));
+        Assert.True(model.AsSpan().SequenceEqual(Images.ReadAll(reopened)));
     }
 
     // Same size, same options: the files differ only in the freshly generated UUIDs.
-    [QemuTheory]
+    [SkippableTheory]
     [InlineData(0L, false)]
     [InlineData(1L, false)]
     [InlineData(3000000L, false)]
@@ -114,9 +115,10 @@ public sealed class VdiQemuInteropTests : IDisposable
     [InlineData(1L * 1024 * MiB + 1, true)]
     public void CreateLaysOutFilesLikeQemuImg(long size, bool isStatic)
     {
+        Qemu.Require();
         string theirs = _temp.File("theirs.vdi");
         string ours = _temp.File("ours.vdi");
-        QemuTools.RunOk("qemu-img", Create(isStatic, theirs, size.ToString()));
+        Qemu.Img(Create(isStatic, theirs, size.ToString()));
         CreateImage.Run(ours, new CreateOptions { Format = ImageFormat.Vdi, Size = size, Subformat = isStatic ? ImageSubformat.Static : ImageSubformat.Dynamic });
 
         Assert.Equal(new FileInfo(theirs).Length, new FileInfo(ours).Length);
@@ -125,7 +127,7 @@ public sealed class VdiQemuInteropTests : IDisposable
         a.AsSpan(0x188, 32).Clear(); // uuid_image, uuid_last_snap
         b.AsSpan(0x188, 32).Clear();
         Assert.Equal(Convert.ToHexString(a), Convert.ToHexString(b));
-        Assert.Contains("No errors were found", QemuTools.RunOk("qemu-img", "check", "-f", "vdi", ours).StdOut);
+        Qemu.CheckClean(ours);
     }
 
     private static string[] Create(bool isStatic, string path, string size)

@@ -4,7 +4,7 @@ using VDisk.Engine.Chain;
 using VDisk.Engine.Core;
 using VDisk.Engine.Formats.Vdi;
 using VDisk.Engine.Operations;
-using Xunit;
+using VDisk.Engine.Tests.Support;
 using static VDisk.Engine.Tests.Vdi.VdiTestSupport;
 
 namespace VDisk.Engine.Tests.Vdi;
@@ -44,7 +44,7 @@ public sealed class VdiRoundTripTests : IDisposable
         {
             Assert.Equal(ImageFormat.Vdi, disk.Format);
             Assert.Equal(RoundedSize, disk.Length);
-            Assert.Equal(new byte[RoundedSize], ReadAll(disk));
+            Assert.Equal(new byte[RoundedSize], Images.ReadAll(disk));
             byte seed = 1;
             foreach (var (offset, length) in Writes)
             {
@@ -52,12 +52,12 @@ public sealed class VdiRoundTripTests : IDisposable
                 disk.Write(offset, data);
                 data.CopyTo(model, offset);
             }
-            Assert.Equal(model, ReadAll(disk));
+            Assert.Equal(model, Images.ReadAll(disk));
         }
 
         using (var disk = ImageChain.Open(path))
         {
-            Assert.Equal(model, ReadAll(disk));
+            Assert.Equal(model, Images.ReadAll(disk));
             var details = disk.Driver.Details;
             Assert.Equal(expectedSubformat, details.Subformat);
             Assert.Equal(MiB, details.ClusterSize);
@@ -122,11 +122,11 @@ public sealed class VdiRoundTripTests : IDisposable
             disk.WriteZeroes(MiB + 100, 2L * MiB, unmap);      // partial head, one whole block, partial tail
             Array.Clear(model, MiB + 100, 2 * MiB);
             disk.WriteZeroes(4L * MiB, 2L * MiB, unmap);       // never-written blocks: marked discarded
-            Assert.Equal(model, ReadAll(disk));
+            Assert.Equal(model, Images.ReadAll(disk));
         }
         using (var disk = ImageChain.Open(path))
         {
-            Assert.Equal(model, ReadAll(disk));
+            Assert.Equal(model, Images.ReadAll(disk));
             Assert.Equal(ExtentKind.Data, disk.Driver.Map(2L * MiB, MiB).Kind); // zeroed in place, still allocated
             Assert.Equal(new BlockStatus(ExtentKind.Zero, 2L * MiB, 0), disk.GetBlockStatus(4L * MiB, 2L * MiB));
             Assert.Equal(ExtentKind.Unallocated, disk.Driver.Map(0, MiB).Kind);

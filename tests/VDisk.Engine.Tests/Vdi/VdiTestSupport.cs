@@ -1,28 +1,9 @@
-// Shared helpers for the VDI tests: scratch folders, deterministic data patterns, images in memory.
+// VDI test helpers: deterministic data patterns, images in memory, the consistency rule qemu-img check applies.
 using VDisk.Engine.Core;
 using VDisk.Engine.Formats.Vdi;
 using VDisk.Engine.Storage;
 
 namespace VDisk.Engine.Tests.Vdi;
-
-/// <summary>A scratch folder under the system temp folder, deleted on dispose.</summary>
-public sealed class TempFolder : IDisposable
-{
-    public TempFolder()
-    {
-        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"vdisk-vdi-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(Path);
-    }
-
-    public string Path { get; }
-
-    public string File(string name) => System.IO.Path.Combine(Path, name);
-
-    public void Dispose()
-    {
-        try { Directory.Delete(Path, recursive: true); } catch (IOException) { }
-    }
-}
 
 internal static class VdiTestSupport
 {
@@ -53,14 +34,6 @@ internal static class VdiTestSupport
     public static VirtualDisk Open(IStorage storage, bool writable)
         => new(storage.Name, VdiDriver.Open(storage, writable), null, writable);
 
-    /// <summary>The whole guest content.</summary>
-    public static byte[] ReadAll(VirtualDisk disk)
-    {
-        var all = new byte[disk.Length];
-        disk.Read(0, all);
-        return all;
-    }
-
     /// <summary>
     /// What `qemu-img check` verifies for VDI, on the raw bytes of an image: every allocated entry is unique and
     /// below blocks_allocated (also checked on open), and blocks_allocated equals the count of allocated entries.
@@ -71,6 +44,6 @@ internal static class VdiTestSupport
         var map = VdiBlockMap.Parse(image.AsSpan((int)header.BlockMapOffset, (int)header.BlockMapLength), header, name);
         int allocated = 0;
         for (int i = 0; i < map.Count; i++) if (VdiBlockMap.IsAllocated(map[i])) allocated++;
-        Xunit.Assert.Equal(header.BlocksAllocated, (uint)allocated);
+        Assert.Equal(header.BlocksAllocated, (uint)allocated);
     }
 }

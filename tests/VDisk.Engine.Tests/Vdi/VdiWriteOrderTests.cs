@@ -4,7 +4,6 @@
 using VDisk.Engine.Core;
 using VDisk.Engine.Formats.Vdi;
 using VDisk.Engine.Storage;
-using Xunit;
 using static VDisk.Engine.Tests.Vdi.VdiTestSupport;
 
 namespace VDisk.Engine.Tests.Vdi;
