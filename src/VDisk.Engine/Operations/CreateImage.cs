@@ -5,6 +5,7 @@ using VDisk.Engine.Chain;
 using VDisk.Engine.Core;
 using VDisk.Engine.Formats.Qcow2;
 using VDisk.Engine.Formats.Raw;
+using VDisk.Engine.Formats.Vdi;
 using VDisk.Engine.Storage;
 
 namespace VDisk.Engine.Operations;
@@ -33,6 +34,7 @@ public static class CreateImage
         size = (size + 511) / 512 * 512; // qemu-img rounds sizes up to whole sectors
         options = options with { Size = size };
         if (options.Format == ImageFormat.Qcow2) Qcow2Creator.Validate(options, path);
+        else if (options.Format == ImageFormat.Vdi) VdiCreator.Validate(options, backingName, path);
         else if (options.Format == ImageFormat.Raw && backingName != null)
             throw VDiskException.Invalid(path, "Raw images cannot have a backing file; use qcow2 for an overlay.");
         else if (options.Format != ImageFormat.Raw)
@@ -60,6 +62,11 @@ public static class CreateImage
         if (options.Format == ImageFormat.Raw)
         {
             using (storage) RawDriver.Create(storage, size, options.Preallocation, cancel);
+            return;
+        }
+        if (options.Format == ImageFormat.Vdi)
+        {
+            using (storage) VdiCreator.WriteEmpty(storage, options, size);
             return;
         }
         Qcow2Creator.WriteEmpty(storage, options, size, backingName, backingFormat);
