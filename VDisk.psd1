@@ -1,4 +1,4 @@
-# Module manifest of VDisk: binary cmdlets over a pure C# virtual disk engine (raw, qcow2).
+# Module manifest of VDisk: binary cmdlets over a pure C# virtual disk engine.
 # build.ps1 stages it with the assemblies, format and help files into out/VDisk.
 @{
     RootModule           = 'VDisk.PowerShell.dll'
@@ -7,7 +7,7 @@
     Author               = 'VDisk contributors'
     CompanyName          = 'VDisk'
     Copyright            = '(c) VDisk contributors'
-    Description          = 'Create and inspect virtual disk images (raw, qcow2) from PowerShell without QEMU: a qemu-img replacement whose cmdlets write objects to the pipeline.'
+    Description          = 'Create and inspect virtual disk images (raw, qcow2, VDI) from PowerShell without QEMU: a qemu-img replacement whose cmdlets write objects to the pipeline.'
     PowerShellVersion    = '7.4'
     CompatiblePSEditions = @('Core')
     FormatsToProcess     = @('VDisk.format.ps1xml')

@@ -38,6 +38,9 @@ BeforeDiscovery {
     foreach ($mode in 'Off', 'Falloc', 'Full') {
         $created.Add(@{ Name = "raw $mode"; Options = @{ Format = 'Raw'; Preallocation = $mode }; Backing = 'None' })
     }
+    foreach ($mode in 'Off', 'Metadata') {
+        $created.Add(@{ Name = "vdi $mode"; Options = @{ Format = 'Vdi'; Preallocation = $mode }; Backing = 'None' })
+    }
 
     # Images qemu-img creates, read back by Get-VDisk.
     $byQemu = @(
@@ -50,6 +53,8 @@ BeforeDiscovery {
         @{ Name = 'qcow2 metadata preallocation'; Format = 'qcow2'; Options = 'preallocation=metadata' }
         @{ Name = 'qcow2 full preallocation'; Format = 'qcow2'; Options = 'preallocation=full,cluster_size=4k' }
         @{ Name = 'qcow2 overlay'; Format = 'qcow2'; Options = 'backing_file=base.qcow2,backing_fmt=qcow2' }
+        @{ Name = 'vdi dynamic'; Format = 'vdi'; Options = '' }
+        @{ Name = 'vdi static'; Format = 'vdi'; Options = 'static=on' }
     )
 }
 
@@ -63,10 +68,12 @@ BeforeAll {
         $qemu.format | Should -Be $Info.Format.ToString().ToLowerInvariant()
         $qemu.'virtual-size' | Should -Be $Info.VirtualSize
         $qemu.'actual-size' | Should -Be $Info.FileSize
-        if ($Info.Format -eq 'Qcow2') {
-            $data = $qemu.'format-specific'.data
+        if ($Info.Format -ne 'Raw') {
             $qemu.'cluster-size' | Should -Be $Info.ClusterSize
             $qemu.'dirty-flag' | Should -Be $Info.Dirty
+        }
+        if ($Info.Format -eq 'Qcow2') {
+            $data = $qemu.'format-specific'.data
             $data.compat | Should -Be $Info.Compat
             $data.'refcount-bits' | Should -Be $Info.RefcountBits
             $data.'compression-type' | Should -Be $Info.CompressionType.ToString().ToLowerInvariant()
@@ -100,7 +107,8 @@ Describe 'Images New-VDisk creates, checked by qemu-img' {
 
     It '<Name>' -ForEach $created -Skip:$SkipQemu {
         Assert-QemuImg
-        $path = "sub/$([guid]::NewGuid().ToString('N')).$(if ($Options['Format'] -eq 'Raw') { 'raw' } else { 'qcow2' })"
+        $extension = if ($Options['Format']) { $Options['Format'].ToLowerInvariant() } else { 'qcow2' }
+        $path = "sub/$([guid]::NewGuid().ToString('N')).$extension"
         $backingOptions = switch ($Backing) {
             'None' { @{ SizeBytes = $size } }
             'Relative' { @{ BackingPath = 'base.qcow2' } }
@@ -116,12 +124,12 @@ Describe 'Images New-VDisk creates, checked by qemu-img' {
             'RawWithFormat' { $info.BackingFormat | Should -Be 'Raw' }
         }
         Assert-InfoAgrees $info
-        if ($info.Format -eq 'Qcow2') {
+        if ($info.Format -ne 'Raw') {
             $check = Get-QemuCheck $info.Path
             $check.'check-errors' | Should -Be 0
             $check.corruptions | Should -BeIn @($null, 0) # qemu-img leaves out counts that are zero
             $check.leaks | Should -BeIn @($null, 0)
-            $check.'image-end-offset' | Should -BeLessOrEqual $info.FileLength
+            if ($info.Format -eq 'Qcow2') { $check.'image-end-offset' | Should -BeLessOrEqual $info.FileLength }
         }
     }
 }

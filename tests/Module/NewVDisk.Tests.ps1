@@ -106,12 +106,14 @@ Describe 'New-VDisk -SizeBytes and -Format' {
         @{ Name = 'a.img'; Format = 'Raw' }
         @{ Name = 'A.IMG'; Format = 'Raw' }
         @{ Name = 'a.qcow2'; Format = 'Qcow2' }
+        @{ Name = 'a.vdi'; Format = 'Vdi' }
         @{ Name = 'a.disk'; Format = 'Qcow2' }
         @{ Name = 'noextension'; Format = 'Qcow2' }
     ) {
         $info = New-VDisk -Path "$folder/$Name" -SizeBytes 1MB
         $info.Format | Should -Be $Format
         (Get-Magic "$folder/$Name") -eq 'QFI' | Should -Be ($Format -eq 'Qcow2')
+        (Get-VDisk -LiteralPath "$folder/$Name").Format | Should -Be $Format
     }
 
     It 'lets -Format override the extension' {
@@ -121,11 +123,32 @@ Describe 'New-VDisk -SizeBytes and -Format' {
         (New-VDisk -Path "$folder/override.img" -SizeBytes 1MB -Format Qcow2).Format | Should -Be 'Qcow2'
     }
 
-    It 'fails with UnsupportedFeature for <_>, which cannot be created yet' -ForEach 'Vmdk', 'Vdi' {
-        New-VDisk -Path "$folder/x.$_" -SizeBytes 1MB -Format $_ -ErrorVariable err -ErrorAction SilentlyContinue
+    It 'fails with UnsupportedFeature for vmdk, which cannot be created yet (<Name>)' -ForEach @(
+        @{ Name = 'by -Format'; File = 'x1.qcow2'; Options = @{ Format = 'Vmdk' } }
+        @{ Name = 'by extension'; File = 'x2.vmdk'; Options = @{} }
+    ) {
+        New-VDisk -Path "$folder/$File" -SizeBytes 1MB @Options -ErrorVariable err -ErrorAction SilentlyContinue
         $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'UnsupportedFeature' 'New-VDisk')
         $err[0].CategoryInfo.Category | Should -Be 'NotImplemented'
-        "$folder/x.$_" | Should -Not -Exist
+        "$folder/$File" | Should -Not -Exist
+    }
+
+    It 'creates a <Subformat> VDI image with -Preallocation <Mode>' -ForEach @(
+        @{ Mode = 'Off'; Subformat = 'dynamic' }
+        @{ Mode = 'Metadata'; Subformat = 'static' }
+    ) {
+        $info = New-VDisk -Path "$folder/$Mode.vdi" -SizeBytes 8MB -Preallocation $Mode
+        $info.Format | Should -Be 'Vdi'
+        $info.VirtualSize | Should -Be 8MB
+        $info.Subformat | Should -Be $Subformat
+    }
+
+    It 'fails with InvalidArgument for a VDI overlay or Falloc preallocation' {
+        $null = New-VDisk -Path "$folder/vdibase.qcow2" -SizeBytes 1MB
+        New-VDisk -Path "$folder/falloc.vdi" -SizeBytes 1MB -Preallocation Falloc -ErrorVariable err -ErrorAction SilentlyContinue
+        New-VDisk -Path "$folder/overlay.vdi" -BackingPath "$folder/vdibase.qcow2" -ErrorVariable +err -ErrorAction SilentlyContinue
+        $err.FullyQualifiedErrorId | Should -Be (@(Get-ErrorId 'InvalidArgument' 'New-VDisk') * 2)
+        "$folder/falloc.vdi", "$folder/overlay.vdi" | Should -Not -Exist
     }
 
     It 'returns a VDiskInfo' {

@@ -1,4 +1,4 @@
-// New-VDisk: creates a raw or qcow2 image (qemu-img create), optionally as an overlay on a backing image.
+// New-VDisk: creates a raw, qcow2 or VDI image (qemu-img create), or a qcow2 overlay on a backing image.
 using System.Management.Automation;
 using VDisk.Engine.Core;
 using VDisk.Engine.Operations;
@@ -24,7 +24,7 @@ public sealed class NewVDiskCommand : VDiskCmdletBase
     [Alias("Size")]
     public ulong SizeBytes { get; set; }
 
-    /// <summary>Format to write; by default from the extension (.raw and .img raw, anything else qcow2).</summary>
+    /// <summary>Format to write; by default from the extension (.raw and .img raw, .vmdk vmdk, .vdi vdi, anything else qcow2).</summary>
     [Parameter]
     public VDiskFormat Format { get; set; }
 

@@ -38,10 +38,12 @@ internal static class VDiskFormatConversion
         _ => throw new ArgumentOutOfRangeException(nameof(format), format, null),
     };
 
-    /// <summary>The format a new file's extension suggests: .raw/.img raw, anything else qcow2.</summary>
+    /// <summary>The format a new file's extension suggests: .raw/.img raw, .vmdk vmdk, .vdi vdi, anything else qcow2.</summary>
     public static VDiskFormat FromExtension(string path) => System.IO.Path.GetExtension(path).ToLowerInvariant() switch
     {
         ".raw" or ".img" => VDiskFormat.Raw,
+        ".vmdk" => VDiskFormat.Vmdk,
+        ".vdi" => VDiskFormat.Vdi,
         _ => VDiskFormat.Qcow2,
     };
 }
