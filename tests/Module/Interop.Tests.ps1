@@ -26,7 +26,7 @@ BeforeDiscovery {
     foreach ($feature in $features) {
         foreach ($backing in 'None', 'Relative', 'Absolute', 'RawWithFormat') {
             foreach ($mode in 'Off', 'Metadata', 'Full') {
-                foreach ($cluster in $(if ($backing -eq 'None') { 512, 65536 } else { 4096, 65536 })) {
+                foreach ($cluster in 512, 65536) {
                     $options = $feature.Options.Clone()
                     $options.Preallocation = $mode
                     $options.ClusterSizeBytes = $cluster
