@@ -40,7 +40,7 @@ internal static class ConvertBench
         return 0;
     }
 
-    public static void Run(string folder, string input, string inputName)
+    public static void Run(string folder, string input, string inputName, int runs)
     {
         string qcow2Input = Path.Combine(folder, inputName + ".qcow2");
         Tools.Run("qemu-img", "convert", "-O", "qcow2", input, qcow2Input);
@@ -50,22 +50,34 @@ internal static class ConvertBench
             string source = line.SourceFormat == "qcow2" ? qcow2Input : input;
             Warm(source);
             string ours = Path.Combine(folder, "ours." + line.Format), theirs = Path.Combine(folder, "theirs." + line.Format);
-            var (oursTime, oursPeak) = TimeIt(OurCommand(source, ours, line.Ours with { CacheMode = CacheMode.Unsafe }));
-            long oursSize = Size(ours);
-            Delete(ours);
-            var (durableTime, _) = TimeIt(OurCommand(source, ours, line.Ours));
-            Delete(ours);
             var qemuArgs = new List<string> { "convert", "-f", line.SourceFormat, "-O", line.Format };
             qemuArgs.AddRange(line.QemuOptions);
-            var (qemuTime, qemuPeak) = TimeIt(("qemu-img", qemuArgs.Concat(new[] { source, theirs }).ToArray()));
-            long theirSize = Size(theirs);
-            Delete(theirs);
-            var (fastTime, _) = TimeIt(("qemu-img", qemuArgs.Concat(new[] { "-W", "-m", "16", source, theirs }).ToArray()));
-            Delete(theirs);
+            var (oursTime, oursPeak, oursSize) = Median(runs, OurCommand(source, ours, line.Ours with { CacheMode = CacheMode.Unsafe }), ours);
+            var (durableTime, _, _) = Median(runs, OurCommand(source, ours, line.Ours), ours);
+            var (qemuTime, qemuPeak, theirSize) = Median(runs, ("qemu-img", qemuArgs.Concat(new[] { source, theirs }).ToArray()), theirs);
+            var (fastTime, _, _) = Median(runs, ("qemu-img", qemuArgs.Concat(new[] { "-W", "-m", "16", source, theirs }).ToArray()), theirs);
             string ratio = oursTime > 0 ? (oursTime / fastTime).ToString("F2") : "n/a";
             Console.WriteLine($"{inputName}: {line.Name,-26} {Show(oursTime),7} {Show(durableTime),8} {qemuTime,7:F2} {fastTime,8:F2} {ratio,6} {$"{oursSize >> 20}/{theirSize >> 20}",19} {$"{oursPeak >> 20}/{qemuPeak >> 20}",19}");
         }
         File.Delete(qcow2Input);
+    }
+
+    // Runs a conversion `runs` times (deleting its output after each); median time, largest peak memory, output size.
+    private static (double Seconds, long PeakBytes, long OutputBytes) Median(int runs, (string, string[]) command, string output)
+    {
+        var times = new List<double>();
+        long peak = 0, size = 0;
+        for (int i = 0; i < runs; i++)
+        {
+            var (seconds, bytes) = TimeIt(command);
+            if (seconds < 0) return (-1, 0, 0);
+            times.Add(seconds);
+            peak = Math.Max(peak, bytes);
+            size = Size(output);
+            Delete(output);
+        }
+        times.Sort();
+        return (times[times.Count / 2], peak, size);
     }
 
     private static (string, string[]) OurCommand(string source, string destination, ConvertOptions o)

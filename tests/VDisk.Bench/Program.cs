@@ -21,8 +21,8 @@ try
         Console.WriteLine("Convert: VDisk (-CacheMode Unsafe, as qemu-img convert writes) and VDisk durable (default: flush, then rename)");
         Console.WriteLine("vs qemu-img default and qemu-img -W -m 16 (fastest); ratio = VDisk / qemu-img fastest.");
         Console.WriteLine("Targets: uncompressed <= 1.0, compressed <= 0.7, sizes within 2 %, peak memory < 256 MiB.");
-        ConvertBench.Run(folder, BenchInputs.SyntheticRaw(folder), "A");
-        ConvertBench.Run(folder, BenchInputs.Ext4(folder), "B");
+        ConvertBench.Run(folder, BenchInputs.SyntheticRaw(folder), "A", runs);
+        ConvertBench.Run(folder, BenchInputs.Ext4(folder), "B", runs);
     }
     if (which is not ("io" or "all")) return 0;
     Console.WriteLine($"I/O: median of {runs} runs, same files, same run. Ratio = VDisk / qemu-img (target <= 1.25).");
