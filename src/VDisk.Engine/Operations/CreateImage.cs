@@ -5,6 +5,7 @@ using VDisk.Engine.Chain;
 using VDisk.Engine.Core;
 using VDisk.Engine.Formats.Qcow2;
 using VDisk.Engine.Formats.Raw;
+using VDisk.Engine.Formats.Vmdk;
 using VDisk.Engine.Storage;
 
 namespace VDisk.Engine.Operations;
@@ -33,10 +34,18 @@ public static class CreateImage
         size = (size + 511) / 512 * 512; // qemu-img rounds sizes up to whole sectors
         options = options with { Size = size };
         if (options.Format == ImageFormat.Qcow2) Qcow2Creator.Validate(options, path);
+        else if (options.Format == ImageFormat.Vmdk) VmdkCreator.Validate(options, path);
         else if (options.Format == ImageFormat.Raw && backingName != null)
             throw VDiskException.Invalid(path, "Raw images cannot have a backing file; use qcow2 for an overlay.");
         else if (options.Format != ImageFormat.Raw)
             throw VDiskException.Unsupported(path, $"creating {FormatProbe.Name(options.Format)} images is not supported yet.");
+
+        if (options.Format == ImageFormat.Vmdk)
+        {
+            // VMDK may write several files; VmdkCreator applies the same temporary-name-then-rename rule to all of them.
+            VmdkCreator.Create(path, options, backingName, backingFormat, overwrite, progress, cancel);
+            return;
+        }
 
         string temp = Path.Combine(folder ?? ".", $".{Path.GetFileName(path)}.vdisk-{Guid.NewGuid():N}.tmp");
         try
