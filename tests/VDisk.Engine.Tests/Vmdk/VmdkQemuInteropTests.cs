@@ -97,6 +97,28 @@ public class VmdkQemuInteropTests
         Assert.Equal(0xffffffffL, data.GetProperty("parent-cid").GetInt64());
     }
 
+    [QemuTheory]
+    [InlineData(ImageSubformat.MonolithicSparse)]
+    [InlineData(ImageSubformat.StreamOptimized)]
+    public void QemuReadsOtherGrainSizes(ImageSubformat format)
+    {
+        QemuTools.Require();
+        using var dir = new TempFolder();
+        string raw = dir.File("source.raw"), image = dir.File("g.vmdk");
+        long size = (5 << 20) + 512;
+        var writes = ScatteredWrites(size);
+        WriteRaw(raw, size, writes);
+        CreateImage.Run(image, new CreateOptions { Format = ImageFormat.Vmdk, Subformat = format, Size = size, ClusterSize = 4096 });
+        using (var disk = ImageChain.Open(image, Writable))
+        {
+            if (format == ImageSubformat.StreamOptimized) CopySequentially(raw, disk);
+            else Apply(disk, writes);
+        }
+        QemuTools.Img("compare", "-f", "vmdk", "-F", "raw", image, raw);
+        using var info = JsonDocument.Parse(QemuTools.Img("info", "--output=json", image));
+        Assert.Equal(4096, info.RootElement.GetProperty("cluster-size").GetInt32());
+    }
+
     [QemuFact]
     public void EmptyImagesWeCreateAreValidForQemu()
     {

@@ -37,9 +37,14 @@ internal sealed class VmdkDescriptor
     public const string Signature = "# Disk DescriptorFile";
 
     private readonly List<string> _lines;
+    private readonly string _newline;
     private int _cidLine = -1;
 
-    private VmdkDescriptor(List<string> lines) => _lines = lines;
+    private VmdkDescriptor(List<string> lines, string newline)
+    {
+        _lines = lines;
+        _newline = newline;
+    }
 
     public int Version { get; private set; } = 1;
     public uint Cid { get; private set; }
@@ -58,7 +63,7 @@ internal sealed class VmdkDescriptor
         if (bytes.Length > MaxBytes)
             throw VDiskException.Corrupt(path, $"the VMDK descriptor is {bytes.Length} bytes; at most {MaxBytes} are supported.");
         var text = Encoding.UTF8.GetString(bytes);
-        var d = new VmdkDescriptor(text.Split('\n').Select(l => l.TrimEnd('\r')).ToList());
+        var d = new VmdkDescriptor(text.Split('\n').Select(l => l.TrimEnd('\r')).ToList(), text.Contains("\r\n") ? "\r\n" : "\n");
         bool sawCid = false, sawParentCid = false;
         for (int i = 0; i < d._lines.Count; i++)
         {
@@ -118,12 +123,12 @@ internal sealed class VmdkDescriptor
         return cid;
     }
 
-    /// <summary>The descriptor text with a new CID (the content identifier changes when the disk is first written).</summary>
+    /// <summary>The descriptor text with a new CID (the content identifier changes when the disk is written), line ends kept.</summary>
     public string WithCid(uint cid)
     {
         Cid = cid;
         if (_cidLine >= 0) _lines[_cidLine] = $"CID={cid:x8}";
-        return string.Join('\n', _lines);
+        return string.Join(_newline, _lines);
     }
 
     /// <summary>
