@@ -18,6 +18,12 @@ public static class ImageChain
     /// <summary>Deepest chain accepted: deeper chains are refused as a likely loop or misconfiguration.</summary>
     public const int MaxDepth = 256;
 
+    /// <summary>
+    /// Test seam: wraps every storage opened for writing in the current async flow (tests inject a
+    /// FaultInjectingStorage to simulate a full disk or an I/O error mid-operation).
+    /// </summary>
+    internal static readonly AsyncLocal<Func<IStorage, IStorage>?> WritableStorageWrapper = new();
+
     /// <summary>Opens an image with its backing chain as one <see cref="VirtualDisk"/>.</summary>
     public static VirtualDisk Open(string path, OpenOptions? options = null)
     {
@@ -81,10 +87,11 @@ public static class ImageChain
             throw new VDiskException(VDiskErrorKind.NotAnImage, path, $"{path} is a directory, not a disk image.");
         if (!File.Exists(path))
             throw new VDiskException(VDiskErrorKind.NotFound, path, $"{path}: no such file.");
-        FileStorage storage;
+        IStorage storage;
         try
         {
             storage = FileStorage.Open(path, writable, cache);
+            if (writable && WritableStorageWrapper.Value is { } wrap) storage = wrap(storage);
         }
         catch (UnauthorizedAccessException e)
         {

@@ -5,6 +5,7 @@ using VDisk.Engine.Storage;
 namespace VDisk.Engine.Core;
 
 /// <summary>One open image file of one format. Implementations must allow concurrent <see cref="Map"/> calls.</summary>
+/// <remarks>Dispose writes back and flushes everything when the image is open for writing, as QEMU does on close.</remarks>
 public interface IImageDriver : IDisposable
 {
     /// <summary>The format of this image.</summary>

@@ -5,6 +5,7 @@ using VDisk.Engine.Chain;
 using VDisk.Engine.Core;
 using VDisk.Engine.Formats.Qcow2;
 using VDisk.Engine.Formats.Raw;
+using VDisk.Engine.Formats.Vdi;
 using VDisk.Engine.Formats.Vmdk;
 using VDisk.Engine.Storage;
 
@@ -20,6 +21,28 @@ public static class CreateImage
     public static void Run(string path, CreateOptions options, bool overwrite = false,
         IProgress<long>? progress = null, CancellationToken cancel = default)
     {
+        var plan = Plan(path, options, overwrite);
+        string temp = TempNameFor(plan.Path);
+        try
+        {
+            WriteImage(temp, plan.Path, plan.Options, plan.Size, plan.BackingName, plan.BackingFormat, progress, cancel);
+            File.Move(temp, plan.Path, overwrite);
+        }
+        catch (Exception e)
+        {
+            TryDelete(temp);
+            var wrapped = WrapHostError(e, plan.Path);
+            if (wrapped == e) throw;
+            throw wrapped;
+        }
+    }
+
+    /// <summary>A validated creation: full path, options with the final size, and the backing name to store.</summary>
+    internal sealed record CreatePlan(string Path, CreateOptions Options, long Size, string? BackingName, ImageFormat? BackingFormat);
+
+    /// <summary>Checks the destination and options and resolves the backing image, touching no file.</summary>
+    internal static CreatePlan Plan(string path, CreateOptions options, bool overwrite)
+    {
         path = Path.GetFullPath(path);
         if (Directory.Exists(path))
             throw VDiskException.Invalid(path, $"{path} is a directory.");
@@ -34,41 +57,48 @@ public static class CreateImage
         size = (size + 511) / 512 * 512; // qemu-img rounds sizes up to whole sectors
         options = options with { Size = size };
         if (options.Format == ImageFormat.Qcow2) Qcow2Creator.Validate(options, path);
-        else if (options.Format == ImageFormat.Vmdk) VmdkCreator.Validate(options, path);
+        else if (options.Format == ImageFormat.Vdi) VdiCreator.Validate(options, backingName, path);
+        else if (options.Format == ImageFormat.Vmdk) VmdkCreator.Validate(options, path, overwrite);
         else if (options.Format == ImageFormat.Raw && backingName != null)
             throw VDiskException.Invalid(path, "Raw images cannot have a backing file; use qcow2 for an overlay.");
         else if (options.Format != ImageFormat.Raw)
             throw VDiskException.Unsupported(path, $"creating {FormatProbe.Name(options.Format)} images is not supported yet.");
-
-        if (options.Format == ImageFormat.Vmdk)
-        {
-            // VMDK may write several files; VmdkCreator applies the same temporary-name-then-rename rule to all of them.
-            VmdkCreator.Create(path, options, backingName, backingFormat, overwrite, progress, cancel);
-            return;
-        }
-
-        string temp = Path.Combine(folder ?? ".", $".{Path.GetFileName(path)}.vdisk-{Guid.NewGuid():N}.tmp");
-        try
-        {
-            WriteImage(temp, options, size, backingName, backingFormat, progress, cancel);
-            File.Move(temp, path, overwrite);
-        }
-        catch (Exception e)
-        {
-            TryDelete(temp);
-            if (e is UnauthorizedAccessException or IOException and not FileNotFoundException)
-                throw new VDiskException(e is UnauthorizedAccessException ? VDiskErrorKind.ReadOnly : VDiskErrorKind.IoError, path, $"{path}: {e.Message}", e);
-            throw;
-        }
+        return new CreatePlan(path, options, size, backingName, backingFormat);
     }
 
-    private static void WriteImage(string temp, CreateOptions options, long size, string? backingName,
+    /// <summary>Writes the planned image into <paramref name="file"/> (a temporary name beside the destination).</summary>
+    internal static void Write(CreatePlan plan, string file, CancellationToken cancel)
+        => WriteImage(file, plan.Path, plan.Options, plan.Size, plan.BackingName, plan.BackingFormat, null, cancel);
+
+    /// <summary>A hidden temporary name in the destination's folder, so the final rename stays on one filesystem.</summary>
+    internal static string TempNameFor(string path)
+        => Path.Combine(Path.GetDirectoryName(path) ?? ".", $".{Path.GetFileName(path)}.vdisk-{Guid.NewGuid():N}.tmp");
+
+    /// <summary>Turns host I/O exceptions into VDiskExceptions naming <paramref name="path"/>; passes others through.</summary>
+    internal static Exception WrapHostError(Exception e, string path) => e switch
+    {
+        UnauthorizedAccessException => new VDiskException(VDiskErrorKind.ReadOnly, path, $"{path}: {e.Message}", e),
+        IOException and not FileNotFoundException => new VDiskException(VDiskErrorKind.IoError, path, $"{path}: {e.Message}", e),
+        _ => e,
+    };
+
+    private static void WriteImage(string temp, string path, CreateOptions options, long size, string? backingName,
         ImageFormat? backingFormat, IProgress<long>? progress, CancellationToken cancel)
     {
+        if (options.Format == ImageFormat.Vmdk)
+        {
+            VmdkCreator.Write(temp, path, options, backingName, backingFormat, cancel); // extents under final names; see VmdkCreator
+            return;
+        }
         var storage = FileStorage.Create(temp, overwrite: false);
         if (options.Format == ImageFormat.Raw)
         {
             using (storage) RawDriver.Create(storage, size, options.Preallocation, cancel);
+            return;
+        }
+        if (options.Format == ImageFormat.Vdi)
+        {
+            using (storage) VdiCreator.WriteEmpty(storage, options, size);
             return;
         }
         Qcow2Creator.WriteEmpty(storage, options, size, backingName, backingFormat);
@@ -100,8 +130,9 @@ public static class CreateImage
         return (options.Size ?? backing.Length, name, backing.Format);
     }
 
-    private static void TryDelete(string file)
+    internal static void TryDelete(string file)
     {
+        VmdkCreator.DeleteExtentsOf(file); // a temporary VMDK descriptor takes its extent files with it
         try { File.Delete(file); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 }

@@ -62,7 +62,7 @@ public sealed class FileStorage : IStorage
     /// <inheritdoc/>
     public void ReadAt(long offset, Span<byte> buffer)
     {
-        if (_direct && !IsAligned(offset, buffer.Length))
+        if (_direct && !IsAligned(offset, buffer))
         {
             ReadAligned(offset, buffer);
             return;
@@ -80,7 +80,7 @@ public sealed class FileStorage : IStorage
     /// <inheritdoc/>
     public void WriteAt(long offset, ReadOnlySpan<byte> data)
     {
-        if (_direct && !IsAligned(offset, data.Length))
+        if (_direct && !IsAligned(offset, data))
         {
             WriteAligned(offset, data);
             return;
@@ -145,8 +145,11 @@ public sealed class FileStorage : IStorage
     /// <inheritdoc/>
     public void Dispose() => _handle.Dispose();
 
-    private static bool IsAligned(long offset, int length)
-        => offset % DirectAlignment == 0 && length % DirectAlignment == 0;
+    private static unsafe bool IsAligned(long offset, ReadOnlySpan<byte> memory)
+    {
+        fixed (byte* address = memory)
+            return offset % DirectAlignment == 0 && memory.Length % DirectAlignment == 0 && (nint)address % DirectAlignment == 0;
+    }
 
     private void WriteZeroBuffer(long offset, long length)
     {

@@ -5,6 +5,7 @@ using System.Text;
 using VDisk.Engine.Chain;
 using VDisk.Engine.Core;
 using VDisk.Engine.Operations;
+using VDisk.Engine.Tests.Support;
 using Xunit;
 
 namespace VDisk.Engine.Tests.Vmdk;

@@ -6,6 +6,7 @@ using VDisk.Engine.Core;
 using VDisk.Engine.Formats.Vmdk;
 using VDisk.Engine.Operations;
 using VDisk.Engine.Storage;
+using VDisk.Engine.Tests.Support;
 using Xunit;
 
 namespace VDisk.Engine.Tests.Vmdk;

@@ -4,6 +4,7 @@ using VDisk.Engine.Chain;
 using VDisk.Engine.Core;
 using VDisk.Engine.Formats.Vmdk;
 using VDisk.Engine.Operations;
+using VDisk.Engine.Tests.Support;
 using Xunit;
 using static VDisk.Engine.Tests.Vmdk.VmdkTestData;
 

@@ -121,7 +121,7 @@ internal sealed class Qcow2ClusterMap
                 changed = true;
                 ReleaseIfReplaced(old, updated);
             }
-            if (changed) _l2.MarkDirty(l2Offset, table);
+            if (changed) _l2.MarkDirty(l2Offset);
         }
     }
 

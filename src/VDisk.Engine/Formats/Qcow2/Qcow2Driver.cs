@@ -7,7 +7,7 @@ using VDisk.Engine.Storage;
 namespace VDisk.Engine.Formats.Qcow2;
 
 /// <summary>A qcow2 image, version 2 or 3. Thread-safe: metadata access is serialised, data I/O is not.</summary>
-public sealed class Qcow2Driver : IImageDriver
+public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
 {
     private const long L2CacheBytes = 32L << 20;
     private const long RefcountCacheBytes = 4L << 20;
@@ -21,15 +21,15 @@ public sealed class Qcow2Driver : IImageDriver
     private bool _setDirtyBit;
     private bool _disposed;
 
-    private Qcow2Driver(IStorage storage, Qcow2Header header, bool writable)
+    private Qcow2Driver(IStorage storage, Qcow2Header header, bool writable, long l2CacheBytes, long refcountCacheBytes)
     {
         Storage = storage;
         _header = header;
         _writable = writable;
         _featureNames = header.Extensions.FirstOrDefault(e => e.Type == Qcow2HeaderExtension.FeatureNameTableType)?.FeatureNames()
             ?? Qcow2Features.NameTable.ToDictionary(t => (t.Type, t.Bit), t => t.Name);
-        _refcounts = new Qcow2Refcounts(storage, header, (int)(RefcountCacheBytes / header.ClusterSize));
-        _map = new Qcow2ClusterMap(storage, header, _refcounts, (int)(L2CacheBytes / header.ClusterSize), WriteBackBeforeL2);
+        _refcounts = new Qcow2Refcounts(storage, header, (int)(refcountCacheBytes / header.ClusterSize));
+        _map = new Qcow2ClusterMap(storage, header, _refcounts, (int)(l2CacheBytes / header.ClusterSize), WriteBackBeforeL2);
     }
 
     /// <inheritdoc/>
@@ -69,7 +69,10 @@ public sealed class Qcow2Driver : IImageDriver
         || _header.Extensions.Any(e => e.Type == Qcow2HeaderExtension.FullDiskEncryptionType);
 
     /// <summary>Opens a qcow2 image; the driver takes ownership of <paramref name="storage"/>.</summary>
-    public static Qcow2Driver Open(IStorage storage, bool writable)
+    public static Qcow2Driver Open(IStorage storage, bool writable) => Open(storage, writable, L2CacheBytes, RefcountCacheBytes);
+
+    /// <summary>Opens with explicit metadata cache budgets (tests use tiny ones to exercise eviction).</summary>
+    internal static Qcow2Driver Open(IStorage storage, bool writable, long l2CacheBytes, long refcountCacheBytes)
     {
         var first = new byte[4096];
         storage.ReadAt(0, first);
@@ -78,7 +81,7 @@ public sealed class Qcow2Driver : IImageDriver
         storage.ReadAt(0, cluster0);
         var header = Qcow2Header.Parse(cluster0, storage.Name);
         CheckFeatures(header, storage.Name, writable);
-        var driver = new Qcow2Driver(storage, header, writable);
+        var driver = new Qcow2Driver(storage, header, writable, l2CacheBytes, refcountCacheBytes);
         if (writable) driver.PrepareForWriting();
         return driver;
     }
@@ -205,6 +208,8 @@ public sealed class Qcow2Driver : IImageDriver
         finally
         {
             _lastInflated.Dispose();
+            foreach (var compressor in _zstd.Values) compressor.Dispose();
+            _zstd.Dispose();
             Storage.Dispose();
         }
     }

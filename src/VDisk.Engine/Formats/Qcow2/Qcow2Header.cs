@@ -202,6 +202,9 @@ public sealed class Qcow2Header
             span[CompressionTypeOffset] = (byte)(CompressionType == CompressionType.Zstd ? 1 : 0);
             pos = HeaderLength;
         }
+        int backingLength = BackingFile is null ? 0 : Encoding.UTF8.GetByteCount(BackingFile);
+        if (pos + Qcow2HeaderExtension.SpaceNeeded(Extensions) + backingLength > ClusterSize)
+            Extensions.RemoveAll(e => e.Type == Qcow2HeaderExtension.FeatureNameTableType); // optional: qemu-img drops it too when space is short
         pos = Qcow2HeaderExtension.WriteAll(span, pos, Extensions);
         if (BackingFile != null)
         {

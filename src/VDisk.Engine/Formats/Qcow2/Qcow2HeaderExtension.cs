@@ -65,6 +65,9 @@ public sealed record Qcow2HeaderExtension(uint Type, byte[] Data)
         }
     }
 
+    /// <summary>Bytes the extensions and the end marker take.</summary>
+    public static int SpaceNeeded(IEnumerable<Qcow2HeaderExtension> extensions) => extensions.Sum(e => 8 + Align8(e.Data.Length)) + 8;
+
     /// <summary>Writes the extensions and the end marker at <paramref name="pos"/>; returns the offset after them.</summary>
     public static int WriteAll(Span<byte> area, int pos, IEnumerable<Qcow2HeaderExtension> extensions)
     {

@@ -117,7 +117,7 @@ internal sealed class Qcow2Refcounts
         if (blockOffset == 0) throw new InvalidOperationException($"no refcount block covers cluster {cluster}");
         var block = _blocks.Get(blockOffset);
         WriteEntry(block, cluster % EntriesPerBlock, value);
-        _blocks.MarkDirty(blockOffset, block);
+        _blocks.MarkDirty(blockOffset);
     }
 
     /// <summary>Host offsets of every refcount block (for checks).</summary>

@@ -48,7 +48,7 @@ internal sealed class TableCache
             Touch(node);
             return node.Value.Data;
         }
-        var data = new byte[_tableSize];
+        var data = MakeRoom() ?? new byte[_tableSize];
         _storage.ReadAt(offset, data);
         Insert(new Entry { Offset = offset, Data = data });
         return data;
@@ -58,24 +58,23 @@ internal sealed class TableCache
     public byte[] Create(long offset, ReadOnlySpan<byte> initial = default)
     {
         Forget(offset);
-        var data = new byte[_tableSize];
+        var data = MakeRoom() ?? new byte[_tableSize];
+        Array.Clear(data);
         initial.CopyTo(data);
         Insert(new Entry { Offset = offset, Data = data, Dirty = true });
         HasDirty = true;
         return data;
     }
 
-    /// <summary>Records that the table at <paramref name="offset"/> (returned by Get/Create) was changed.</summary>
-    public void MarkDirty(long offset, byte[] data)
+    /// <summary>
+    /// Records that the table at <paramref name="offset"/> was changed. Callers change a table right after Get or
+    /// Create, with no other access to this cache in between, so it is still cached (buffers are reused on eviction).
+    /// </summary>
+    public void MarkDirty(long offset)
     {
         if (!_entries.TryGetValue(offset, out var node))
-        {
-            Insert(new Entry { Offset = offset, Data = data, Dirty = true });
-        }
-        else
-        {
-            node.Value.Dirty = true;
-        }
+            throw new InvalidOperationException($"table at 0x{offset:x} was evicted while being changed");
+        node.Value.Dirty = true;
         HasDirty = true;
     }
 
@@ -108,6 +107,15 @@ internal sealed class TableCache
 
     private void Insert(Entry entry)
     {
+        MakeRoom();
+        _entries[entry.Offset] = _lru.AddFirst(entry);
+    }
+
+    // Evicts least recently used tables until one slot is free; returns the last victim's buffer for reuse,
+    // so a cache under pressure makes no garbage.
+    private byte[]? MakeRoom()
+    {
+        byte[]? recycled = null;
         while (_entries.Count >= _capacity)
         {
             var victim = _lru.Last!;
@@ -118,7 +126,8 @@ internal sealed class TableCache
             }
             _lru.RemoveLast();
             _entries.Remove(victim.Value.Offset);
+            recycled = victim.Value.Data;
         }
-        _entries[entry.Offset] = _lru.AddFirst(entry);
+        return recycled;
     }
 }

@@ -82,7 +82,17 @@ public sealed class RawDriver : IImageDriver
     public void Flush() => Storage.Flush();
 
     /// <inheritdoc/>
-    public void Dispose() => Storage.Dispose();
+    public void Dispose()
+    {
+        try
+        {
+            if (Storage.CanWrite) Storage.Flush();
+        }
+        finally
+        {
+            Storage.Dispose();
+        }
+    }
 
     internal static void WriteZeroFill(IStorage storage, long offset, long length, CancellationToken cancel)
     {

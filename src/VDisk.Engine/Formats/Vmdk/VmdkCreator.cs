@@ -2,13 +2,17 @@
 // VMware Virtual Disk Format 1.1 "Hosted Sparse Extents", "Stream-Optimized Compressed Sparse Extents"):
 // the five subformats with QEMU's layouts, descriptor and extent file names.
 //
-// Multi-file images and a failed create: every file (extents and descriptor) is first written under a
-// temporary name in the destination folder, while the descriptor already names the extents' final names.
-// Only when all are complete are the extents renamed into place, then the descriptor last. So a failure
-// or cancellation before that point leaves no new file behind (the temporaries are deleted) and never
-// destroys a file that -Force would have replaced; a failure during the renames (rare: same folder)
-// removes the extents it had renamed that did not exist before.
+// Multi-file images and a failed create. CreateImage and ConvertImage write the main file under a
+// temporary name, open it (convert fills it through the driver) and rename only that file into place.
+// So the extent files are written under their final names from the start and the descriptor names
+// them; the descriptor can be opened under its temporary name because extents resolve against its
+// folder. Cleaning up: if writing fails here, the extents written so far are deleted; if the caller
+// fails later, CreateImage.TryDelete(temp) calls DeleteExtentsOf, which deletes the extents the
+// temporary descriptor names. Existing extent files are refused unless the caller allows overwriting
+// (checked in Validate, before any file is touched); with overwriting, as with qemu-img, old extent
+// files are replaced as soon as the new ones are written, so a failed overwrite loses them.
 using System.Numerics;
+using System.Text;
 using VDisk.Engine.Core;
 using VDisk.Engine.Formats.Raw;
 using VDisk.Engine.Storage;
@@ -25,13 +29,16 @@ internal static class VmdkCreator
     private const int Sector = VmdkSparseHeader.SectorSize;
     private const int MinGrainBytes = 4096, MaxGrainBytes = 1 << 20;
 
-    private sealed record PlannedFile(string FinalPath, string TempPath, long Sectors, bool Flat);
+    private sealed record PlannedFile(string FinalPath, long Sectors, bool Flat);
 
     /// <summary>The subformat <paramref name="requested"/> stands for (Default is monolithicSparse, as in qemu-img).</summary>
     public static ImageSubformat Resolve(ImageSubformat requested) => requested == ImageSubformat.Default ? ImageSubformat.MonolithicSparse : requested;
 
-    /// <summary>Checks options the way qemu-img does, before any file is touched.</summary>
-    public static void Validate(CreateOptions o, string path)
+    /// <summary>
+    /// Checks options the way qemu-img does, and that no extent file would replace an existing file unless
+    /// <paramref name="overwrite"/>, before any file is touched. <paramref name="path"/> is the full path of the image.
+    /// </summary>
+    public static void Validate(CreateOptions o, string path, bool overwrite)
     {
         var subformat = Resolve(o.Subformat);
         if (subformat is not (ImageSubformat.MonolithicSparse or ImageSubformat.MonolithicFlat or ImageSubformat.TwoGbMaxExtentSparse
@@ -42,6 +49,8 @@ internal static class VmdkCreator
             throw VDiskException.Invalid(path, "A VMDK image needs a size of at least one sector.");
         if (size / Sector > VmdkDescriptor.MaxDiskSectors)
             throw VDiskException.Invalid(path, $"A {size}-byte disk is too large for VMDK.");
+        foreach (var f in Plan(path, subformat, size).Where(f => f.FinalPath != path && File.Exists(f.FinalPath) && !overwrite))
+            throw new VDiskException(VDiskErrorKind.AlreadyExists, path, $"{path}: extent file '{f.FinalPath}' already exists (use -Force to overwrite it).");
         bool flat = IsFlat(subformat);
         if (flat)
         {
@@ -61,11 +70,11 @@ internal static class VmdkCreator
     }
 
     /// <summary>
-    /// Creates the image at <paramref name="path"/> (a full path whose folder exists). <paramref name="backingName"/> is
-    /// the parent's name as stored, relative to the image's folder or absolute; the parent must be a VMDK image.
+    /// Writes the image whose final full path is <paramref name="path"/>: its main file (descriptor or monolithic sparse
+    /// file) into <paramref name="temp"/>, its extent files under their final names. <paramref name="backingName"/> is the
+    /// parent's name as stored, relative to the image's folder or absolute; the parent must be a VMDK image.
     /// </summary>
-    public static void Create(string path, CreateOptions o, string? backingName, ImageFormat? backingFormat, bool overwrite,
-        IProgress<long>? progress, CancellationToken cancel)
+    public static void Write(string temp, string path, CreateOptions o, string? backingName, ImageFormat? backingFormat, CancellationToken cancel)
     {
         var subformat = Resolve(o.Subformat);
         long size = o.Size!.Value;
@@ -77,41 +86,48 @@ internal static class VmdkCreator
             parentCid = ParentCid(path, backingName);
         }
         var files = Plan(path, subformat, size);
-        foreach (var f in files.Where(f => f.FinalPath != path && File.Exists(f.FinalPath) && !overwrite))
-            throw new VDiskException(VDiskErrorKind.AlreadyExists, path, $"{path}: extent file '{f.FinalPath}' already exists (use -Force to overwrite it).");
-
-        var existedBefore = files.Where(f => File.Exists(f.FinalPath)).Select(f => f.FinalPath).ToHashSet();
-        var renamed = new List<string>();
+        var lines = files.Where(f => f.Sectors > 0).Select((f, i) => new VmdkExtentLine("RW", f.Sectors, f.Flat ? "FLAT" : "SPARSE",
+            Path.GetFileName(f.FinalPath), 0, i + 1)).ToList();
+        string descriptor = VmdkDescriptor.Build(CreateTypeName(subformat), VmdkDescriptor.NewCid(VmdkDescriptor.NoParent), parentCid, backingName, lines, size);
+        var written = new List<string>();
         try
         {
-            var lines = files.Where(f => f.Sectors > 0).Select((f, i) => new VmdkExtentLine("RW", f.Sectors, f.Flat ? "FLAT" : "SPARSE",
-                Path.GetFileName(f.FinalPath), 0, i + 1)).ToList();
-            string descriptor = VmdkDescriptor.Build(CreateTypeName(subformat), VmdkDescriptor.NewCid(VmdkDescriptor.NoParent), parentCid, backingName, lines, size);
             foreach (var f in files)
             {
                 cancel.ThrowIfCancellationRequested();
-                using var storage = FileStorage.Create(f.TempPath, overwrite: false);
+                bool main = f.FinalPath == path;
+                using var storage = FileStorage.Create(main ? temp : f.FinalPath, overwrite: !main);
+                if (!main) written.Add(f.FinalPath);
                 if (f.Flat) RawDriver.Create(storage, f.Sectors * Sector, o.Preallocation, cancel);
-                else if (f.Sectors > 0) WriteSparseExtent(storage, f.Sectors, o.ClusterSize / Sector, subformat == ImageSubformat.StreamOptimized,
-                    f.FinalPath == path ? descriptor : null, path);
+                else if (f.Sectors > 0) WriteSparseExtent(storage, f.Sectors, o.ClusterSize / Sector, subformat == ImageSubformat.StreamOptimized, main ? descriptor : null, path);
                 else WriteDescriptorFile(storage, descriptor);
                 storage.Flush();
             }
-            cancel.ThrowIfCancellationRequested();
-            foreach (var f in files.OrderBy(f => f.FinalPath == path))
-            {
-                File.Move(f.TempPath, f.FinalPath, overwrite);
-                renamed.Add(f.FinalPath);
-            }
-            progress?.Report(size);
         }
-        catch (Exception e)
+        catch
         {
-            foreach (var f in files) TryDelete(f.TempPath);
-            foreach (var r in renamed.Where(r => !existedBefore.Contains(r))) TryDelete(r);
-            if (e is UnauthorizedAccessException or IOException and not FileNotFoundException)
-                throw new VDiskException(e is UnauthorizedAccessException ? VDiskErrorKind.ReadOnly : VDiskErrorKind.IoError, path, $"{path}: {e.Message}", e);
+            foreach (var extent in written) TryDelete(extent);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Deletes the extent files named by <paramref name="file"/> when it is a VMDK descriptor (relative names inside its
+    /// folder only). For the temporary descriptor of a failed create or convert; anything else is left alone.
+    /// </summary>
+    public static void DeleteExtentsOf(string file)
+    {
+        try
+        {
+            if (!File.Exists(file) || new FileInfo(file).Length > VmdkDescriptor.MaxBytes) return;
+            byte[] bytes = File.ReadAllBytes(file);
+            if (!bytes.AsSpan().StartsWith(Encoding.UTF8.GetBytes(VmdkDescriptor.Signature))) return;
+            foreach (var line in VmdkDescriptor.Parse(bytes, file).Extents.Where(l => l.FileName != null && !Path.IsPathRooted(l.FileName)))
+                TryDelete(VmdkOpener.ResolveExtentPath(file, line));
+        }
+        catch (Exception e) when (e is VDiskException or IOException or UnauthorizedAccessException)
+        {
+            // best effort, like the deletion of the temporary file itself
         }
     }
 
@@ -154,7 +170,7 @@ internal static class VmdkCreator
         h.WriteTo(head);
         if (descriptor != null)
         {
-            byte[] text = System.Text.Encoding.UTF8.GetBytes(descriptor);
+            byte[] text = Encoding.UTF8.GetBytes(descriptor);
             if (text.Length > EmbeddedDescriptorSectors * Sector)
                 throw VDiskException.Invalid(path, $"The descriptor ({text.Length} bytes) does not fit the {EmbeddedDescriptorSectors * Sector} bytes reserved for it; use a shorter backing file name.");
             text.CopyTo(head, Sector);
@@ -177,7 +193,7 @@ internal static class VmdkCreator
 
     private static void WriteDescriptorFile(IStorage storage, string descriptor)
     {
-        byte[] text = System.Text.Encoding.UTF8.GetBytes(descriptor);
+        byte[] text = Encoding.UTF8.GetBytes(descriptor);
         storage.WriteAt(0, text);
         storage.SetLength(text.Length);
     }
@@ -191,8 +207,7 @@ internal static class VmdkCreator
         int dot = name.LastIndexOf('.');
         string prefix = dot < 0 ? name : name[..dot], postfix = dot < 0 ? "" : name[dot..];
         var files = new List<PlannedFile>();
-        void Add(string finalName, long sectors, bool flat) => files.Add(new PlannedFile(Path.Combine(folder, finalName),
-            Path.Combine(folder, $".{finalName}.vdisk-{Guid.NewGuid():N}.tmp"), sectors, flat));
+        void Add(string finalName, long sectors, bool flat) => files.Add(new PlannedFile(Path.Combine(folder, finalName), sectors, flat));
         switch (subformat)
         {
             case ImageSubformat.MonolithicFlat:

@@ -1,0 +1,66 @@
+// Options for converting an image, with qemu-img convert's meanings and defaults (DESIGN.md "Operations").
+using VDisk.Engine.Core;
+using VDisk.Engine.Storage;
+
+namespace VDisk.Engine.Operations;
+
+/// <summary>How to convert an image.</summary>
+public sealed record ConvertOptions
+{
+    /// <summary>Format of the source (null: probe).</summary>
+    public ImageFormat? SourceFormat { get; init; }
+    /// <summary>Format to write.</summary>
+    public ImageFormat DestinationFormat { get; init; } = ImageFormat.Qcow2;
+    /// <summary>Variant of the destination format.</summary>
+    public ImageSubformat Subformat { get; init; } = ImageSubformat.Default;
+    /// <summary>Compress the output (qcow2 compressed clusters, or VMDK streamOptimized grains), like qemu-img -c.</summary>
+    public bool Compress { get; init; }
+    /// <summary>Compression algorithm for qcow2 output.</summary>
+    public CompressionType CompressionType { get; init; } = CompressionType.Zlib;
+    /// <summary>Destination cluster size (qcow2); null keeps the format default.</summary>
+    public int? ClusterSize { get; init; }
+    /// <summary>Destination preallocation.</summary>
+    public Preallocation Preallocation { get; init; } = Preallocation.Off;
+    /// <summary>qcow2 compat of the output ("0.10" or "1.1").</summary>
+    public string Compat { get; init; } = "1.1";
+    /// <summary>
+    /// Make the output an overlay of this image (full path), holding only what differs from it, like
+    /// qemu-img convert -B.
+    /// </summary>
+    public string? BackingPath { get; init; }
+    /// <summary>Store <see cref="BackingPath"/> relative to the output's folder.</summary>
+    public bool BackingPathRelative { get; init; } = true;
+    /// <summary>Format of <see cref="BackingPath"/> (null: probe).</summary>
+    public ImageFormat? BackingFormat { get; init; }
+    /// <summary>
+    /// Zero runs at least this long (and aligned to it) are left unwritten (sparse), like qemu-img -S.
+    /// 0 writes every byte.
+    /// </summary>
+    public long SparseThreshold { get; init; } = 4096;
+    /// <summary>Convert the state of this internal snapshot (name or id) instead of the current state, like -l.</summary>
+    public string? Snapshot { get; init; }
+    /// <summary>Worker threads for reading, zero detection and compression.</summary>
+    public int ThrottleLimit { get; init; } = Environment.ProcessorCount;
+    /// <summary>Cache mode of the destination.</summary>
+    public CacheMode CacheMode { get; init; } = CacheMode.Writeback;
+    /// <summary>Cache mode of the source chain.</summary>
+    public CacheMode SourceCacheMode { get; init; } = CacheMode.Writeback;
+    /// <summary>Replace an existing destination.</summary>
+    public bool Overwrite { get; init; }
+}
+
+/// <summary>Progress of a long operation.</summary>
+/// <param name="BytesDone">Guest bytes processed so far.</param>
+/// <param name="BytesTotal">Guest bytes to process.</param>
+public readonly record struct OperationProgress(long BytesDone, long BytesTotal);
+
+/// <summary>What a conversion did.</summary>
+public sealed record ConvertResult
+{
+    public required string Destination { get; init; }
+    public required long VirtualSize { get; init; }
+    /// <summary>Guest bytes written as data (compressed or not).</summary>
+    public required long BytesWritten { get; init; }
+    /// <summary>Clusters stored compressed.</summary>
+    public required long CompressedUnits { get; init; }
+}

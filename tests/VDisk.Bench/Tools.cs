@@ -1,0 +1,41 @@
+// Process and timing helpers for the benchmarks.
+using System.Diagnostics;
+
+namespace VDisk.Bench;
+
+internal static class Tools
+{
+    public static void Run(string tool, params string[] args)
+    {
+        var psi = new ProcessStartInfo(tool) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {tool}");
+        var err = p.StandardError.ReadToEndAsync();
+        p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        if (p.ExitCode != 0) throw new InvalidOperationException($"{tool} {string.Join(' ', args)} failed: {err.Result}");
+    }
+
+    public static double Seconds(Action action)
+    {
+        var sw = Stopwatch.StartNew();
+        action();
+        return sw.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Median of <paramref name="runs"/> timings; <paramref name="prepare"/> runs untimed before each.</summary>
+    public static double Median(int runs, Action? prepare, Action action)
+    {
+        var times = new List<double>();
+        for (int i = 0; i < runs; i++)
+        {
+            prepare?.Invoke();
+            times.Add(Seconds(action));
+        }
+        times.Sort();
+        return times[times.Count / 2];
+    }
+
+    public static bool OnPath(string tool) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator).Any(d => File.Exists(Path.Combine(d, tool)));
+}

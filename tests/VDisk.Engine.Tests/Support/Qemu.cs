@@ -1,0 +1,79 @@
+// Runs the reference tools (qemu-img, qemu-io from Debian's qemu-utils). Interop tests call Require():
+// without qemu-img the test fails when CI=true and is skipped (loudly) elsewhere.
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace VDisk.Engine.Tests.Support;
+
+public static class Qemu
+{
+    private static readonly Lazy<bool> Present = new(() => Which("qemu-img") && Which("qemu-io"));
+
+    public static bool InCi => string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Fails in CI, skips elsewhere, when qemu-img/qemu-io are missing.</summary>
+    public static void Require()
+    {
+        if (Present.Value) return;
+        if (InCi) Assert.Fail("qemu-img/qemu-io are not installed, and CI=true: install qemu-utils (.ci/run does).");
+        Skip.If(true, "qemu-img/qemu-io not installed: interop test skipped (CI installs qemu-utils).");
+    }
+
+    public static string Img(params string[] args) => Run("qemu-img", args);
+    public static string Io(params string[] args) => Run("qemu-io", args);
+
+    public static (int ExitCode, string Output) TryImg(params string[] args) => TryRun("qemu-img", args);
+
+    public static JsonElement Info(string path)
+    {
+        using var doc = JsonDocument.Parse(Img("info", "--output=json", path));
+        return doc.RootElement.Clone();
+    }
+
+    /// <summary>`qemu-img check --output=json`; asserts no corruptions, no leaks, no check errors.</summary>
+    public static JsonElement CheckClean(string path)
+    {
+        var (code, output) = TryRun("qemu-img", "check", "--output=json", path);
+        Assert.True(code == 0, $"qemu-img check {path} exited {code}:\n{output}");
+        using var doc = JsonDocument.Parse(output);
+        var root = doc.RootElement.Clone();
+        Assert.Equal(0, Get(root, "corruptions"));
+        Assert.Equal(0, Get(root, "leaks"));
+        Assert.Equal(0, Get(root, "check-errors"));
+        return root;
+    }
+
+    public static void AssertIdentical(string a, string b, params string[] formatArgs)
+    {
+        var args = new List<string> { "compare" };
+        args.AddRange(formatArgs);
+        args.Add(a);
+        args.Add(b);
+        var (code, output) = TryRun("qemu-img", args.ToArray());
+        Assert.True(code == 0, $"qemu-img compare {a} {b} exited {code}: {output}");
+    }
+
+    private static int Get(JsonElement root, string name) => root.TryGetProperty(name, out var v) ? v.GetInt32() : 0;
+
+    private static string Run(string tool, params string[] args)
+    {
+        var (code, output) = TryRun(tool, args);
+        if (code != 0) throw new InvalidOperationException($"{tool} {string.Join(' ', args)} exited {code}:\n{output}");
+        return output;
+    }
+
+    private static (int, string) TryRun(string tool, params string[] args)
+    {
+        var psi = new ProcessStartInfo(tool) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stderr = p.StandardError.ReadToEndAsync();
+        string stdout = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode, stdout + stderr.Result);
+    }
+
+    private static bool Which(string tool) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
+            .Any(dir => File.Exists(Path.Combine(dir, tool)));
+}
