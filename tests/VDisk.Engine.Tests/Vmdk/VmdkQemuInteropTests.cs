@@ -55,6 +55,40 @@ public class VmdkQemuInteropTests
         AssertContent(disk, size, writes);
     }
 
+    [SkippableTheory]
+    [InlineData("monolithicSparse", "zeroed_grain=on")]
+    [InlineData("monolithicSparse", "zeroed_grain=off")]
+    [InlineData("twoGbMaxExtentSparse", "zeroed_grain=off")]
+    [InlineData("monolithicFlat", "zeroed_grain=off")]
+    public void WeWriteIntoQemuImages(string subformat, string zeroedGrain)
+    {
+        Qemu.Require();
+        using var dir = new TempFolder();
+        string image = dir.File("q.vmdk"), raw = dir.File("expected.raw");
+        long size = TwoGiB + (2 << 20);
+        Qemu.Img("create", "-q", "-f", "vmdk", "-o", $"subformat={subformat}," + zeroedGrain, image, size.ToString());
+        VmdkQemu.Io(image, "write -P 0x31 1M 256k", $"write -P 0x32 {TwoGiB - Grain} {2 * Grain}");
+        var writes = new List<(long Offset, byte[] Data)>
+        {
+            (1 << 20, Enumerable.Repeat((byte)0x31, 256 << 10).ToArray()),
+            (TwoGiB - Grain, Enumerable.Repeat((byte)0x32, 2 * Grain).ToArray()),
+        };
+        var ours = ScatteredWrites(size);
+        using (var disk = ImageChain.Open(image, Writable))
+        {
+            Apply(disk, ours);
+            disk.WriteZeroes((1 << 20) + Grain, 2 * Grain); // zeroed-grain entries where the image allows them
+        }
+        writes.AddRange(ours);
+        writes.Add(((1 << 20) + Grain, new byte[2 * Grain]));
+        WriteRaw(raw, size, writes);
+        Qemu.CheckClean(image);
+        Qemu.AssertIdentical(image, raw, "-f", "vmdk", "-F", "raw");
+        using var check = ImageChain.Open(image);
+        AssertContent(check, size, writes);
+        if (zeroedGrain == "zeroed_grain=on") Assert.Equal(ExtentKind.Zero, check.Driver.Map((1 << 20) + Grain, Grain).Kind);
+    }
+
     [SkippableFact]
     public void QemuZeroedGrainsReadAsZero()
     {

@@ -49,6 +49,8 @@ internal static class VmdkCreator
             throw VDiskException.Invalid(path, "A VMDK image needs a size of at least one sector.");
         if (size / Sector > VmdkDescriptor.MaxDiskSectors)
             throw VDiskException.Invalid(path, $"A {size}-byte disk is too large for VMDK.");
+        if (subformat is ImageSubformat.TwoGbMaxExtentSparse or ImageSubformat.TwoGbMaxExtentFlat && (size + SplitExtentBytes - 1) / SplitExtentBytes > VmdkDescriptor.MaxExtents)
+            throw VDiskException.Invalid(path, $"A {size}-byte disk needs more than {VmdkDescriptor.MaxExtents} extents of 2 GiB; use a monolithic subformat.");
         foreach (var f in Plan(path, subformat, size).Where(f => f.FinalPath != path && File.Exists(f.FinalPath) && !overwrite))
             throw new VDiskException(VDiskErrorKind.AlreadyExists, path, $"{path}: extent file '{f.FinalPath}' already exists (use -Force to overwrite it).");
         bool flat = IsFlat(subformat);

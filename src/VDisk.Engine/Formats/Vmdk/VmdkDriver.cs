@@ -1,7 +1,7 @@
 // The VMDK driver (VMware Virtual Disk Format 1.1; QEMU block/vmdk.c): routes mapping questions to the
 // extent that holds each guest range, reports the createType and version, names the parent
-// (parentFileNameHint) as a vmdk backing image, gives a new content ID (CID) when opened for writing as
-// QEMU does on the first write, and stores compressed grains for streamOptimized images.
+// (parentFileNameHint) as a vmdk backing image, gives a new content ID (CID) when opened for writing, and
+// stores compressed grains for streamOptimized images.
 using VDisk.Engine.Core;
 using VDisk.Engine.Storage;
 
@@ -70,12 +70,8 @@ public sealed class VmdkDriver : IImageDriver, ICompressedClusterWriter
     /// named by a descriptor are opened beside it with the same cache mode. The driver owns all the files.
     /// </summary>
     public static VmdkDriver Open(IStorage storage, bool writable)
-        => Open(storage, writable, (path, write) => OpenExtentFile(path, write, storage.CacheMode));
-
-    /// <summary>Opens a VMDK image, opening extent files by full path with <paramref name="openFile"/>.</summary>
-    internal static VmdkDriver Open(IStorage storage, bool writable, Func<string, bool, IStorage> openFile)
     {
-        var layout = VmdkOpener.Open(storage, writable, openFile);
+        var layout = VmdkOpener.Open(storage, writable, (path, write) => OpenExtentFile(path, write, storage.CacheMode));
         var driver = new VmdkDriver(storage, layout, writable);
         if (!writable) return driver;
         try
@@ -145,6 +141,8 @@ public sealed class VmdkDriver : IImageDriver, ICompressedClusterWriter
         var stream = Stream ?? throw VDiskException.Unsupported(Storage.Name, $"only streamOptimized VMDK images store compressed grains (this one is {CreateType}).");
         if (guestOffset % ClusterSize != 0 || guestOffset < 0 || guestOffset >= VirtualSize)
             throw VDiskException.Invalid(Storage.Name, $"{Storage.Name}: compressed grain offset {guestOffset} is not a grain boundary inside the disk.");
+        if (payload.Length > 2 * ClusterSize)
+            throw VDiskException.Invalid(Storage.Name, $"{Storage.Name}: a compressed grain of {payload.Length} bytes is larger than two grains.");
         stream.WriteCompressed(guestOffset / ClusterSize, payload);
     }
 
@@ -185,7 +183,9 @@ public sealed class VmdkDriver : IImageDriver, ICompressedClusterWriter
         return _extents[i >= 0 ? i : ~i - 1];
     }
 
-    // QEMU gives an image a new CID on its first write after opening, so children can tell their parent changed.
+    // QEMU gives an image a new CID on its first write after opening, so that children can tell their parent
+    // changed. Writes into allocated grains and flat extents never reach the driver, so the CID changes here
+    // when the image is opened for writing.
     private void WriteNewCid()
     {
         uint cid = VmdkDescriptor.NewCid(_layout.Descriptor.Cid);

@@ -143,8 +143,8 @@ internal static class VmdkOpener
         {
             if (inForce.Version == 3 && !inForce.IsCompressed)
                 throw VDiskException.Unsupported(name, "version 3 sparse extents (with changed block tracking) can only be opened read-only.");
-            if (inForce.IsCompressed && (!header.GdIsAtEnd || !inForce.HasMarkers))
-                throw VDiskException.Unsupported(name, "this streamOptimized layout (grain directory at the start, as qemu-img writes it) can be read but not written.");
+            if (inForce.IsCompressed && (line != null || !header.GdIsAtEnd || !inForce.HasMarkers))
+                throw VDiskException.Unsupported(name, "this compressed extent layout (grain directory at the start as qemu-img writes it, no markers, or listed in a descriptor file) can be read but not written.");
         }
         var extent = new VmdkSparseExtent(file, guestStart, inForce, writable, cache);
         if (extent.Stream != null && extent.HasGrains)

@@ -19,7 +19,7 @@ internal sealed class VmdkSparseExtent : VmdkExtent
     private readonly bool _writable;
     private readonly int _grainBytes;
     private readonly long _grainSectors;
-    private readonly ThreadLocal<(long Sector, byte[]? Data, int Length)> _lastInflated = new(() => (-1, null, 0));
+    private readonly ThreadLocal<(long Sector, byte[]? Data)> _lastInflated = new(() => (-1, null));
     private long _nextGrainSector;
 
     public VmdkSparseExtent(IStorage storage, long guestStart, VmdkSparseHeader header, bool writable, int cacheCapacity)
@@ -44,7 +44,7 @@ internal sealed class VmdkSparseExtent : VmdkExtent
     /// <summary>The lock guarding the tables (shared with the stream writer).</summary>
     internal object SyncRoot => _lock;
 
-    /// <summary>True when any grain is allocated (or zeroed) in the extent.</summary>
+    /// <summary>True when the grain directory names any grain table, that is when grains were ever written.</summary>
     public bool HasGrains
     {
         get
@@ -100,7 +100,7 @@ internal sealed class VmdkSparseExtent : VmdkExtent
             var data = cached.Data ?? new byte[_grainBytes];
             int length = Inflate(CheckGrainSector(sector, grain), grain, data);
             data.AsSpan(length).Clear(); // a short last grain reads as zero past its end
-            _lastInflated.Value = cached = (sector, data, length);
+            _lastInflated.Value = cached = (sector, data);
         }
         cached.Data.AsSpan((int)(offset % _grainBytes), destination.Length).CopyTo(destination);
     }
