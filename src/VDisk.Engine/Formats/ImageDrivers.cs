@@ -20,4 +20,9 @@ public static class ImageDrivers
         ImageFormat.Vmdk => VmdkDriver.Open(storage, writable),
         _ => throw VDiskException.Unsupported(storage.Name, $"the {FormatProbe.Name(format)} format is not supported yet."),
     };
+
+    /// <summary>Opens the state of an internal snapshot, read-only (qcow2 only).</summary>
+    public static IImageDriver OpenSnapshot(IStorage storage, ImageFormat format, string idOrName) => format == ImageFormat.Qcow2
+        ? Qcow2Driver.OpenSnapshot(storage, idOrName)
+        : throw VDiskException.Invalid(storage.Name, $"{storage.Name}: {FormatProbe.Name(format)} images have no internal snapshots.");
 }
