@@ -3,6 +3,7 @@ using VDisk.Engine.Core;
 using VDisk.Engine.Formats.Qcow2;
 using VDisk.Engine.Formats.Raw;
 using VDisk.Engine.Formats.Vdi;
+using VDisk.Engine.Formats.Vmdk;
 using VDisk.Engine.Storage;
 
 namespace VDisk.Engine.Formats;
@@ -16,6 +17,7 @@ public static class ImageDrivers
         ImageFormat.Raw => new RawDriver(storage),
         ImageFormat.Qcow2 => Qcow2Driver.Open(storage, writable),
         ImageFormat.Vdi => VdiDriver.Open(storage, writable),
+        ImageFormat.Vmdk => VmdkDriver.Open(storage, writable),
         _ => throw VDiskException.Unsupported(storage.Name, $"the {FormatProbe.Name(format)} format is not supported yet."),
     };
 
