@@ -21,7 +21,7 @@ internal static class IoBench
         {
             string fresh = Path.Combine(folder, $"fresh.{format}");
             string full = Path.Combine(folder, $"full.{format}");
-            void Create(string path) { File.Delete(path); Tools.Run("qemu-img", "create", "-q", "-f", format, path, ImageSize.ToString()); }
+            void Create(string path) { File.Delete(path); Tools.Run("qemu-img", "create", "-q", "-f", format, path, ImageSize.ToString()); Tools.Run("sync"); }
 
             results.Add(($"{format} sequential 1 MiB write",
                 Tools.Median(runs, () => Create(fresh), () => Engine(fresh, write: true, SequentialBlock, (int)(ImageSize / SequentialBlock), SequentialBlock)),

@@ -31,7 +31,9 @@ public static class ImageChain
         var layers = new List<ChainLayer>();
         try
         {
-            foreach (var layer in Walk(path, options.Format, options.Writable, options.CacheMode, options.BackingCacheMode))
+            if (options.Snapshot != null && options.Writable)
+                throw VDiskException.Invalid(path, $"{path}: an internal snapshot can only be opened read-only.");
+            foreach (var layer in Walk(path, options.Format, options.Writable, options.CacheMode, options.BackingCacheMode, options.Snapshot))
             {
                 layers.Add(layer);
                 if (!options.OpenBacking) break;
@@ -54,7 +56,7 @@ public static class ImageChain
     /// <see cref="MaxDepth"/> throws a <see cref="VDiskException"/> naming the chain found so far.
     /// </summary>
     public static IEnumerable<ChainLayer> Walk(string path, ImageFormat? format = null, bool writableTop = false,
-        CacheMode topCache = CacheMode.Writeback, CacheMode backingCache = CacheMode.Writeback)
+        CacheMode topCache = CacheMode.Writeback, CacheMode backingCache = CacheMode.Writeback, string? topSnapshot = null)
     {
         var seen = new List<string>();
         string current = System.IO.Path.GetFullPath(path);
@@ -70,7 +72,7 @@ public static class ImageChain
             if (depth > 0 && !File.Exists(current))
                 throw new VDiskException(VDiskErrorKind.BackingMissing, seen[^1],
                     $"{seen[^1]}: backing file '{current}' not found (chain: {Describe(seen, current)}).");
-            var driver = OpenFile(current, currentFormat, depth == 0 && writableTop, depth == 0 ? topCache : backingCache);
+            var driver = OpenFile(current, currentFormat, depth == 0 && writableTop, depth == 0 ? topCache : backingCache, depth == 0 ? topSnapshot : null);
             seen.Add(current);
             yield return new ChainLayer(depth, current, driver);
             if (driver.Backing is not { } backing) yield break;
@@ -80,7 +82,7 @@ public static class ImageChain
     }
 
     /// <summary>Opens one image file without its backing chain.</summary>
-    public static IImageDriver OpenFile(string path, ImageFormat? format, bool writable, CacheMode cache = CacheMode.Writeback)
+    public static IImageDriver OpenFile(string path, ImageFormat? format, bool writable, CacheMode cache = CacheMode.Writeback, string? snapshot = null)
     {
         path = System.IO.Path.GetFullPath(path);
         if (Directory.Exists(path))
@@ -103,7 +105,8 @@ public static class ImageChain
         }
         try
         {
-            return ImageDrivers.Open(storage, format ?? FormatProbe.Detect(storage), writable);
+            var actual = format ?? FormatProbe.Detect(storage);
+            return snapshot is null ? ImageDrivers.Open(storage, actual, writable) : ImageDrivers.OpenSnapshot(storage, actual, snapshot);
         }
         catch
         {

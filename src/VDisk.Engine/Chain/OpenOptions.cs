@@ -18,6 +18,9 @@ public sealed record OpenOptions
     /// <summary>Cache mode of backing images.</summary>
     public CacheMode BackingCacheMode { get; init; } = CacheMode.Writeback;
 
+    /// <summary>Open the state of this internal snapshot (id or name) of the top image instead of its current state; read-only.</summary>
+    public string? Snapshot { get; init; }
+
     /// <summary>Read-only, whole chain, writeback.</summary>
     public static OpenOptions ReadOnly { get; } = new();
 }

@@ -3,6 +3,7 @@ using VDisk.Engine.Core;
 using VDisk.Engine.Formats.Qcow2;
 using VDisk.Engine.Formats.Raw;
 using VDisk.Engine.Formats.Vdi;
+using VDisk.Engine.Formats.Vmdk;
 using VDisk.Engine.Storage;
 
 namespace VDisk.Engine.Formats;
@@ -16,6 +17,12 @@ public static class ImageDrivers
         ImageFormat.Raw => new RawDriver(storage),
         ImageFormat.Qcow2 => Qcow2Driver.Open(storage, writable),
         ImageFormat.Vdi => VdiDriver.Open(storage, writable),
+        ImageFormat.Vmdk => VmdkDriver.Open(storage, writable),
         _ => throw VDiskException.Unsupported(storage.Name, $"the {FormatProbe.Name(format)} format is not supported yet."),
     };
+
+    /// <summary>Opens the state of an internal snapshot, read-only (qcow2 only).</summary>
+    public static IImageDriver OpenSnapshot(IStorage storage, ImageFormat format, string idOrName) => format == ImageFormat.Qcow2
+        ? Qcow2Driver.OpenSnapshot(storage, idOrName)
+        : throw VDiskException.Invalid(storage.Name, $"{storage.Name}: {FormatProbe.Name(format)} images have no internal snapshots.");
 }

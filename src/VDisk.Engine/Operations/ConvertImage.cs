@@ -23,7 +23,10 @@ public static class ConvertImage
             throw VDiskException.Invalid(destination, $"{destination}: the destination is the source image.");
         options = Normalise(options, destination);
 
-        using var input = ImageChain.Open(source, new OpenOptions { Format = options.SourceFormat, CacheMode = options.SourceCacheMode, BackingCacheMode = options.SourceCacheMode });
+        using var input = ImageChain.Open(source, new OpenOptions
+        {
+            Format = options.SourceFormat, Snapshot = options.Snapshot, CacheMode = options.SourceCacheMode, BackingCacheMode = options.SourceCacheMode,
+        });
         var plan = CreateImage.Plan(destination, new CreateOptions
         {
             Format = options.DestinationFormat,
@@ -64,8 +67,6 @@ public static class ConvertImage
 
     private static ConvertOptions Normalise(ConvertOptions o, string destination)
     {
-        if (o.Snapshot != null)
-            throw VDiskException.Unsupported(destination, "converting an internal snapshot (-Snapshot) is not supported yet.");
         if (o.SparseThreshold < 0 || (o.SparseThreshold != 0 && o.SparseThreshold % 512 != 0))
             throw VDiskException.Invalid(destination, $"Sparse threshold {o.SparseThreshold} is invalid: use 0 or a multiple of 512 bytes.");
         if (o.ThrottleLimit < 1)

@@ -6,6 +6,7 @@ using VDisk.Engine.Core;
 using VDisk.Engine.Formats.Qcow2;
 using VDisk.Engine.Formats.Raw;
 using VDisk.Engine.Formats.Vdi;
+using VDisk.Engine.Formats.Vmdk;
 using VDisk.Engine.Storage;
 
 namespace VDisk.Engine.Operations;
@@ -24,7 +25,7 @@ public static class CreateImage
         string temp = TempNameFor(plan.Path);
         try
         {
-            WriteImage(temp, plan.Options, plan.Size, plan.BackingName, plan.BackingFormat, progress, cancel);
+            WriteImage(temp, plan.Path, plan.Options, plan.Size, plan.BackingName, plan.BackingFormat, progress, cancel);
             File.Move(temp, plan.Path, overwrite);
         }
         catch (Exception e)
@@ -57,6 +58,7 @@ public static class CreateImage
         options = options with { Size = size };
         if (options.Format == ImageFormat.Qcow2) Qcow2Creator.Validate(options, path);
         else if (options.Format == ImageFormat.Vdi) VdiCreator.Validate(options, backingName, path);
+        else if (options.Format == ImageFormat.Vmdk) VmdkCreator.Validate(options, path, overwrite);
         else if (options.Format == ImageFormat.Raw && backingName != null)
             throw VDiskException.Invalid(path, "Raw images cannot have a backing file; use qcow2 for an overlay.");
         else if (options.Format != ImageFormat.Raw)
@@ -66,7 +68,7 @@ public static class CreateImage
 
     /// <summary>Writes the planned image into <paramref name="file"/> (a temporary name beside the destination).</summary>
     internal static void Write(CreatePlan plan, string file, CancellationToken cancel)
-        => WriteImage(file, plan.Options, plan.Size, plan.BackingName, plan.BackingFormat, null, cancel);
+        => WriteImage(file, plan.Path, plan.Options, plan.Size, plan.BackingName, plan.BackingFormat, null, cancel);
 
     /// <summary>A hidden temporary name in the destination's folder, so the final rename stays on one filesystem.</summary>
     internal static string TempNameFor(string path)
@@ -80,9 +82,14 @@ public static class CreateImage
         _ => e,
     };
 
-    private static void WriteImage(string temp, CreateOptions options, long size, string? backingName,
+    private static void WriteImage(string temp, string path, CreateOptions options, long size, string? backingName,
         ImageFormat? backingFormat, IProgress<long>? progress, CancellationToken cancel)
     {
+        if (options.Format == ImageFormat.Vmdk)
+        {
+            VmdkCreator.Write(temp, path, options, backingName, backingFormat, cancel); // extents under final names; see VmdkCreator
+            return;
+        }
         var storage = FileStorage.Create(temp, overwrite: false);
         if (options.Format == ImageFormat.Raw)
         {
@@ -125,6 +132,7 @@ public static class CreateImage
 
     internal static void TryDelete(string file)
     {
+        VmdkCreator.DeleteExtentsOf(file); // a temporary VMDK descriptor takes its extent files with it
         try { File.Delete(file); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 }

@@ -100,6 +100,30 @@ public class ConvertTests
         Assert.True(CompareImages.Run(t, flat, strict: false).Equal);
     }
 
+    [SkippableFact]
+    public void ConvertsTheStateOfAnInternalSnapshot()
+    {
+        Qemu.Require();
+        using var dir = new TempFolder();
+        string image = dir.File("vm.qcow2");
+        Qemu.Img("create", "-q", "-f", "qcow2", image, "4M");
+        Interop.QemuWrittenQcow2Tests.WriteWithQemuIo(image, "qcow2", "write -P 0x11 0 4M");
+        Qemu.Img("snapshot", "-c", "before-upgrade", image);
+        Interop.QemuWrittenQcow2Tests.WriteWithQemuIo(image, "qcow2", "write -P 0x22 1M 1M");
+        string expected = dir.File("expected.raw");
+        Qemu.Img("convert", "-l", "snapshot.name=before-upgrade", "-O", "raw", image, expected);
+
+        string ours = dir.File("snapshot.raw");
+        ConvertImage.Run(image, ours, new ConvertOptions { DestinationFormat = ImageFormat.Raw, Snapshot = "before-upgrade" });
+        Assert.Equal(File.ReadAllBytes(expected), File.ReadAllBytes(ours));
+        ConvertImage.Run(image, dir.File("by-id.raw"), new ConvertOptions { DestinationFormat = ImageFormat.Raw, Snapshot = "1" });
+        Assert.Equal(File.ReadAllBytes(expected), File.ReadAllBytes(dir.File("by-id.raw")));
+
+        var e = Assert.Throws<VDiskException>(() => ConvertImage.Run(image, dir.File("x.raw"), new ConvertOptions { DestinationFormat = ImageFormat.Raw, Snapshot = "nope" }));
+        Assert.Equal(VDiskErrorKind.NotFound, e.Kind);
+        Assert.Contains("before-upgrade", e.Message);
+    }
+
     [Fact]
     public void SparseThresholdZeroWritesEverything()
     {

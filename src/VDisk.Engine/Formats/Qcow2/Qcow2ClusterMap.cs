@@ -15,11 +15,14 @@ internal sealed class Qcow2ClusterMap
     private readonly Qcow2Refcounts _refcounts;
     private readonly TableCache _l2;
     private readonly ulong[] _l1;
+    private readonly long _l1Offset;
     private readonly SortedSet<int> _dirtyL1Sectors = new();
     private readonly int _clusterBits;
     private readonly int _l2Bits;
 
-    public Qcow2ClusterMap(IStorage storage, Qcow2Header header, Qcow2Refcounts refcounts, int l2CacheCapacity, Action writeBackBeforeL2)
+    // l1Offset/l1Size: the header's L1 table, or an internal snapshot's (read-only views).
+    public Qcow2ClusterMap(IStorage storage, Qcow2Header header, Qcow2Refcounts refcounts, long l1Offset, int l1Size,
+        int l2CacheCapacity, Action writeBackBeforeL2)
     {
         _storage = storage;
         _header = header;
@@ -27,7 +30,8 @@ internal sealed class Qcow2ClusterMap
         _clusterBits = header.ClusterBits;
         _l2Bits = header.ClusterBits - 3;
         _l2 = new TableCache(storage, header.ClusterSize, l2CacheCapacity, writeBackBeforeL2);
-        _l1 = ReadL1();
+        _l1Offset = l1Offset;
+        _l1 = ReadL1(l1Offset, l1Size);
     }
 
     private long ClusterSize => 1L << _clusterBits;
@@ -138,7 +142,7 @@ internal sealed class Qcow2ClusterMap
             int entries = Math.Min(64, _l1.Length - firstEntry);
             sector.Clear();
             for (int i = 0; i < entries; i++) BinaryPrimitives.WriteUInt64BigEndian(sector[(i * 8)..], _l1[firstEntry + i]);
-            _storage.WriteAt(_header.L1TableOffset + s * 512L, sector[..(entries * 8)]);
+            _storage.WriteAt(_l1Offset + s * 512L, sector[..(entries * 8)]);
         }
         _dirtyL1Sectors.Clear();
     }
@@ -205,11 +209,11 @@ internal sealed class Qcow2ClusterMap
         return offset;
     }
 
-    private ulong[] ReadL1()
+    private ulong[] ReadL1(long offset, int size)
     {
-        var raw = new byte[(long)_header.L1Size * 8];
-        _storage.ReadAt(_header.L1TableOffset, raw);
-        var l1 = new ulong[_header.L1Size];
+        var raw = new byte[(long)size * 8];
+        _storage.ReadAt(offset, raw);
+        var l1 = new ulong[size];
         for (int i = 0; i < l1.Length; i++) l1[i] = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(i * 8));
         return l1;
     }

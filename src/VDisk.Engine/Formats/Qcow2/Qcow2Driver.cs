@@ -18,18 +18,21 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
     private readonly bool _writable;
     private readonly IReadOnlyDictionary<(byte, byte), string> _featureNames;
     private readonly ThreadLocal<(long HostOffset, byte[]? Data)> _lastInflated = new(() => (-1, null));
+    private readonly Qcow2Snapshot? _view;
     private bool _setDirtyBit;
     private bool _disposed;
 
-    private Qcow2Driver(IStorage storage, Qcow2Header header, bool writable, long l2CacheBytes, long refcountCacheBytes)
+    private Qcow2Driver(IStorage storage, Qcow2Header header, bool writable, Qcow2Snapshot? view, long l2CacheBytes, long refcountCacheBytes)
     {
         Storage = storage;
         _header = header;
         _writable = writable;
+        _view = view;
         _featureNames = header.Extensions.FirstOrDefault(e => e.Type == Qcow2HeaderExtension.FeatureNameTableType)?.FeatureNames()
             ?? Qcow2Features.NameTable.ToDictionary(t => (t.Type, t.Bit), t => t.Name);
         _refcounts = new Qcow2Refcounts(storage, header, (int)(refcountCacheBytes / header.ClusterSize));
-        _map = new Qcow2ClusterMap(storage, header, _refcounts, (int)(l2CacheBytes / header.ClusterSize), WriteBackBeforeL2);
+        _map = new Qcow2ClusterMap(storage, header, _refcounts, view?.L1TableOffset ?? header.L1TableOffset, view?.L1Size ?? header.L1Size,
+            (int)(l2CacheBytes / header.ClusterSize), WriteBackBeforeL2);
     }
 
     /// <inheritdoc/>
@@ -37,11 +40,17 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
     /// <inheritdoc/>
     public IStorage Storage { get; }
     /// <inheritdoc/>
-    public long VirtualSize => _header.Size;
+    public long VirtualSize => _view?.DiskSize ?? _header.Size;
     /// <inheritdoc/>
     public int ClusterSize => _header.ClusterSize;
     /// <summary>The parsed header (read-only use).</summary>
     public Qcow2Header Header => _header;
+
+    /// <summary>The internal snapshots stored in the image, read from its snapshot table.</summary>
+    public IReadOnlyList<Qcow2Snapshot> Snapshots
+    {
+        get { lock (_lock) return Qcow2SnapshotTable.Read(Storage, _header); }
+    }
 
     /// <inheritdoc/>
     public BackingReference? Backing => _header.BackingFile is { } name
@@ -69,10 +78,16 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
         || _header.Extensions.Any(e => e.Type == Qcow2HeaderExtension.FullDiskEncryptionType);
 
     /// <summary>Opens a qcow2 image; the driver takes ownership of <paramref name="storage"/>.</summary>
-    public static Qcow2Driver Open(IStorage storage, bool writable) => Open(storage, writable, L2CacheBytes, RefcountCacheBytes);
+    public static Qcow2Driver Open(IStorage storage, bool writable) => Open(storage, writable, null, L2CacheBytes, RefcountCacheBytes);
+
+    /// <summary>Opens the state of an internal snapshot (by id or name), read-only.</summary>
+    public static Qcow2Driver OpenSnapshot(IStorage storage, string idOrName) => Open(storage, false, idOrName, L2CacheBytes, RefcountCacheBytes);
 
     /// <summary>Opens with explicit metadata cache budgets (tests use tiny ones to exercise eviction).</summary>
     internal static Qcow2Driver Open(IStorage storage, bool writable, long l2CacheBytes, long refcountCacheBytes)
+        => Open(storage, writable, null, l2CacheBytes, refcountCacheBytes);
+
+    private static Qcow2Driver Open(IStorage storage, bool writable, string? snapshot, long l2CacheBytes, long refcountCacheBytes)
     {
         var first = new byte[4096];
         storage.ReadAt(0, first);
@@ -81,7 +96,8 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
         storage.ReadAt(0, cluster0);
         var header = Qcow2Header.Parse(cluster0, storage.Name);
         CheckFeatures(header, storage.Name, writable);
-        var driver = new Qcow2Driver(storage, header, writable, l2CacheBytes, refcountCacheBytes);
+        var view = snapshot is null ? null : Qcow2SnapshotTable.Find(Qcow2SnapshotTable.Read(storage, header), snapshot, storage.Name);
+        var driver = new Qcow2Driver(storage, header, writable && view is null, view, l2CacheBytes, refcountCacheBytes);
         if (writable) driver.PrepareForWriting();
         return driver;
     }

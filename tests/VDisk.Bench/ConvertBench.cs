@@ -1,0 +1,128 @@
+// Issue "Convert" benchmark: each conversion run by VDisk (in a child process, so time and peak memory
+// are measured the same way) and by qemu-img with its defaults and with its fastest setting (-W -m 16),
+// on the same input in the same run, timed with GNU time. qemu-img convert writes its output with
+// cache=unsafe (no flush at the end), so the ratio compares VDisk with -CacheMode Unsafe; "durable" is
+// VDisk's default, which flushes before renaming the output into place.
+using System.Diagnostics;
+using VDisk.Engine.Core;
+using VDisk.Engine.Operations;
+using VDisk.Engine.Storage;
+
+namespace VDisk.Bench;
+
+internal static class ConvertBench
+{
+    private sealed record Line(string Name, string SourceFormat, string Format, string[] QemuOptions, ConvertOptions Ours);
+
+    private static readonly Line[] Lines =
+    {
+        new("raw->qcow2", "raw", "qcow2", Array.Empty<string>(), new ConvertOptions { DestinationFormat = ImageFormat.Qcow2 }),
+        new("qcow2->raw", "qcow2", "raw", Array.Empty<string>(), new ConvertOptions { DestinationFormat = ImageFormat.Raw }),
+        new("raw->qcow2 zlib", "raw", "qcow2", new[] { "-c" }, new ConvertOptions { Compress = true }),
+        new("raw->qcow2 zstd", "raw", "qcow2", new[] { "-c", "-o", "compression_type=zstd" }, new ConvertOptions { Compress = true, CompressionType = CompressionType.Zstd }),
+        new("raw->vmdk", "raw", "vmdk", Array.Empty<string>(), new ConvertOptions { DestinationFormat = ImageFormat.Vmdk }),
+        new("raw->vmdk streamOptimized", "raw", "vmdk", new[] { "-o", "subformat=streamOptimized" }, new ConvertOptions { DestinationFormat = ImageFormat.Vmdk, Subformat = ImageSubformat.StreamOptimized }),
+        new("raw->vdi", "raw", "vdi", Array.Empty<string>(), new ConvertOptions { DestinationFormat = ImageFormat.Vdi }),
+    };
+
+    /// <summary>The child-process side: runs one conversion described on the command line.</summary>
+    public static int Child(string[] args)
+    {
+        var o = new ConvertOptions
+        {
+            DestinationFormat = Enum.Parse<ImageFormat>(args[3], true),
+            Subformat = Enum.Parse<ImageSubformat>(args[4], true),
+            Compress = bool.Parse(args[5]),
+            CompressionType = Enum.Parse<CompressionType>(args[6], true),
+            CacheMode = Enum.Parse<CacheMode>(args[7], true),
+        };
+        ConvertImage.Run(args[1], args[2], o);
+        return 0;
+    }
+
+    public static void Run(string folder, string input, string inputName, int runs)
+    {
+        string qcow2Input = Path.Combine(folder, inputName + ".qcow2");
+        Tools.Run("qemu-img", "convert", "-O", "qcow2", input, qcow2Input);
+        Console.WriteLine($"{inputName}: {"line",-26} {"VDisk",7} {"durable",8} {"qemu",7} {"qemu -W",8} {"ratio",6} {"size MiB ours/qemu",19} {"peak MiB ours/qemu",19}");
+        foreach (var line in Lines)
+        {
+            string source = line.SourceFormat == "qcow2" ? qcow2Input : input;
+            Warm(source);
+            string ours = Path.Combine(folder, "ours." + line.Format), theirs = Path.Combine(folder, "theirs." + line.Format);
+            var qemuArgs = new List<string> { "convert", "-f", line.SourceFormat, "-O", line.Format };
+            qemuArgs.AddRange(line.QemuOptions);
+            var (oursTime, oursPeak, oursSize) = Median(runs, OurCommand(source, ours, line.Ours with { CacheMode = CacheMode.Unsafe }), ours);
+            var (durableTime, _, _) = Median(runs, OurCommand(source, ours, line.Ours), ours);
+            var (qemuTime, qemuPeak, theirSize) = Median(runs, ("qemu-img", qemuArgs.Concat(new[] { source, theirs }).ToArray()), theirs);
+            var (fastTime, _, _) = Median(runs, ("qemu-img", qemuArgs.Concat(new[] { "-W", "-m", "16", source, theirs }).ToArray()), theirs);
+            string ratio = oursTime > 0 ? (oursTime / fastTime).ToString("F2") : "n/a";
+            Console.WriteLine($"{inputName}: {line.Name,-26} {Show(oursTime),7} {Show(durableTime),8} {qemuTime,7:F2} {fastTime,8:F2} {ratio,6} {$"{oursSize >> 20}/{theirSize >> 20}",19} {$"{oursPeak >> 20}/{qemuPeak >> 20}",19}");
+        }
+        File.Delete(qcow2Input);
+    }
+
+    // Runs a conversion `runs` times (deleting its output after each); median time, largest peak memory, output size.
+    private static (double Seconds, long PeakBytes, long OutputBytes) Median(int runs, (string, string[]) command, string output)
+    {
+        var times = new List<double>();
+        long peak = 0, size = 0;
+        for (int i = 0; i < runs; i++)
+        {
+            var (seconds, bytes) = TimeIt(command);
+            if (seconds < 0) return (-1, 0, 0);
+            times.Add(seconds);
+            peak = Math.Max(peak, bytes);
+            size = Size(output);
+            Delete(output);
+        }
+        times.Sort();
+        return (times[times.Count / 2], peak, size);
+    }
+
+    private static (string, string[]) OurCommand(string source, string destination, ConvertOptions o)
+    {
+        string self = typeof(ConvertBench).Assembly.Location;
+        return ("dotnet", new[] { self, "convert-child", source, destination, o.DestinationFormat.ToString(), o.Subformat.ToString(),
+            o.Compress.ToString(), o.CompressionType.ToString(), o.CacheMode.ToString() });
+    }
+
+    // Elapsed seconds and peak resident memory (bytes) of a command, from GNU time; time -1 when it failed.
+    private static (double Seconds, long PeakBytes) TimeIt((string Tool, string[] Args) command)
+    {
+        Tools.Run("sync"); // start every run with no dirty pages, or the kernel throttles whoever writes next
+        var psi = new ProcessStartInfo("/usr/bin/time") { RedirectStandardError = true, RedirectStandardOutput = true };
+        psi.ArgumentList.Add("-f");
+        psi.ArgumentList.Add("VDISKBENCH %e %M");
+        psi.ArgumentList.Add(command.Tool);
+        foreach (var a in command.Args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        p.StandardOutput.ReadToEndAsync();
+        string err = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        var last = err.Split('\n').LastOrDefault(l => l.StartsWith("VDISKBENCH ", StringComparison.Ordinal));
+        if (p.ExitCode != 0 || last is null)
+        {
+            Console.Error.WriteLine($"  ({command.Tool} failed: {err.Trim().Split('\n').FirstOrDefault()})");
+            return (-1, 0);
+        }
+        var parts = last.Split(' ');
+        return (double.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture), long.Parse(parts[2]) * 1024);
+    }
+
+    private static void Warm(string path)
+    {
+        using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        var buffer = new byte[1 << 20];
+        while (f.Read(buffer) > 0) { }
+    }
+
+    private static long Size(string path) => File.Exists(path) ? new FileInfo(path).Length : 0;
+
+    private static void Delete(string path)
+    {
+        foreach (var f in Directory.GetFiles(Path.GetDirectoryName(path)!, Path.GetFileNameWithoutExtension(path) + "*")) File.Delete(f);
+    }
+
+    private static string Show(double seconds) => seconds < 0 ? "failed" : seconds.ToString("F2");
+}
