@@ -41,6 +41,9 @@ BeforeDiscovery {
     foreach ($mode in 'Off', 'Metadata') {
         $created.Add(@{ Name = "vdi $mode"; Options = @{ Format = 'Vdi'; Preallocation = $mode }; Backing = 'None' })
     }
+    foreach ($backing in 'None', 'Relative', 'Absolute') {
+        $created.Add(@{ Name = "vmdk, backing $backing"; Options = @{ Format = 'Vmdk' }; Backing = $backing })
+    }
 
     # Images qemu-img creates, read back by Get-VDisk.
     $byQemu = @(
@@ -55,6 +58,10 @@ BeforeDiscovery {
         @{ Name = 'qcow2 overlay'; Format = 'qcow2'; Options = 'backing_file=base.qcow2,backing_fmt=qcow2' }
         @{ Name = 'vdi dynamic'; Format = 'vdi'; Options = '' }
         @{ Name = 'vdi static'; Format = 'vdi'; Options = 'static=on' }
+        @{ Name = 'vmdk monolithicSparse'; Format = 'vmdk'; Options = '' }
+        @{ Name = 'vmdk streamOptimized'; Format = 'vmdk'; Options = 'subformat=streamOptimized' }
+        @{ Name = 'vmdk monolithicFlat'; Format = 'vmdk'; Options = 'subformat=monolithicFlat' }
+        @{ Name = 'vmdk twoGbMaxExtentSparse'; Format = 'vmdk'; Options = 'subformat=twoGbMaxExtentSparse' }
     )
 }
 
@@ -90,7 +97,8 @@ BeforeAll {
         $backingName | Should -Be $Info.BackingPath
         if ($Info.BackingPath) {
             [System.IO.Path]::GetFullPath($qemu.'full-backing-filename') | Should -Be $Info.BackingFullPath
-            $qemu.'backing-filename-format' | Should -Be $Info.BackingFormat.ToString().ToLowerInvariant()
+            $qemuFormat = if ($qemu.PSObject.Properties['backing-filename-format']) { $qemu.'backing-filename-format' } else { $null }
+            $qemuFormat | Should -Be $(if ($null -ne $Info.BackingFormat) { $Info.BackingFormat.ToString().ToLowerInvariant() })
         }
     }
 }
@@ -101,6 +109,7 @@ Describe 'Images New-VDisk creates, checked by qemu-img' {
         $null = New-Item -ItemType Directory -Path $folder, "$folder/sub"
         $null = New-VDisk -Path "$folder/base.qcow2" -SizeBytes 3MB
         $null = New-VDisk -Path "$folder/base.raw" -SizeBytes 3MB
+        $null = New-VDisk -Path "$folder/base.vmdk" -SizeBytes 3MB # a VMDK overlay needs a VMDK backing image
     }
     BeforeEach { Push-Location -LiteralPath $folder }
     AfterEach { Pop-Location }
@@ -109,18 +118,19 @@ Describe 'Images New-VDisk creates, checked by qemu-img' {
         Assert-QemuImg
         $extension = if ($Options['Format']) { $Options['Format'].ToLowerInvariant() } else { 'qcow2' }
         $path = "sub/$([guid]::NewGuid().ToString('N')).$extension"
+        $base = if ($extension -eq 'vmdk') { 'base.vmdk' } else { 'base.qcow2' }
         $backingOptions = switch ($Backing) {
             'None' { @{ SizeBytes = $size } }
-            'Relative' { @{ BackingPath = 'base.qcow2' } }
-            'Absolute' { @{ BackingPath = "$folder/base.qcow2"; SizeBytes = $size } }
+            'Relative' { @{ BackingPath = $base } }
+            'Absolute' { @{ BackingPath = "$folder/$base"; SizeBytes = $size } }
             'RawWithFormat' { @{ BackingPath = 'base.raw'; BackingFormat = 'Raw' } }
         }
         $info = New-VDisk -Path $path @Options @backingOptions
         $info.Path | Should -Be "$folder/$path"
         switch ($Backing) {
             'None' { $info.VirtualSize | Should -Be ($size) }
-            'Relative' { $info.BackingPath | Should -Be '../base.qcow2' }
-            'Absolute' { $info.BackingPath | Should -Be "$folder/base.qcow2" }
+            'Relative' { $info.BackingPath | Should -Be "../$base" }
+            'Absolute' { $info.BackingPath | Should -Be "$folder/$base" }
             'RawWithFormat' { $info.BackingFormat | Should -Be 'Raw' }
         }
         Assert-InfoAgrees $info

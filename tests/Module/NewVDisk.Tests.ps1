@@ -107,6 +107,7 @@ Describe 'New-VDisk -SizeBytes and -Format' {
         @{ Name = 'A.IMG'; Format = 'Raw' }
         @{ Name = 'a.qcow2'; Format = 'Qcow2' }
         @{ Name = 'a.vdi'; Format = 'Vdi' }
+        @{ Name = 'a.vmdk'; Format = 'Vmdk' }
         @{ Name = 'a.disk'; Format = 'Qcow2' }
         @{ Name = 'noextension'; Format = 'Qcow2' }
     ) {
@@ -123,14 +124,15 @@ Describe 'New-VDisk -SizeBytes and -Format' {
         (New-VDisk -Path "$folder/override.img" -SizeBytes 1MB -Format Qcow2).Format | Should -Be 'Qcow2'
     }
 
-    It 'fails with UnsupportedFeature for vmdk, which cannot be created yet (<Name>)' -ForEach @(
-        @{ Name = 'by -Format'; File = 'x1.qcow2'; Options = @{ Format = 'Vmdk' } }
-        @{ Name = 'by extension'; File = 'x2.vmdk'; Options = @{} }
+    It 'creates a monolithicSparse VMDK image <Name>' -ForEach @(
+        @{ Name = 'with -Format'; File = 'x1.qcow2'; Options = @{ Format = 'Vmdk' } }
+        @{ Name = 'from the extension'; File = 'x2.vmdk'; Options = @{} }
     ) {
-        New-VDisk -Path "$folder/$File" -SizeBytes 1MB @Options -ErrorVariable err -ErrorAction SilentlyContinue
-        $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'UnsupportedFeature' 'New-VDisk')
-        $err[0].CategoryInfo.Category | Should -Be 'NotImplemented'
-        "$folder/$File" | Should -Not -Exist
+        $info = New-VDisk -Path "$folder/$File" -SizeBytes 8MB @Options
+        $info.Format | Should -Be 'Vmdk'
+        $info.Subformat | Should -Be 'monolithicSparse'
+        $info.VirtualSize | Should -Be 8MB
+        [System.Text.Encoding]::ASCII.GetString([System.IO.File]::ReadAllBytes("$folder/$File"), 0, 4) | Should -Be 'KDMV'
     }
 
     It 'creates a <Subformat> VDI image with -Preallocation <Mode>' -ForEach @(

@@ -1,4 +1,4 @@
-// New-VDisk: creates a raw, qcow2 or VDI image (qemu-img create), or a qcow2 overlay on a backing image.
+// New-VDisk: creates a raw, qcow2, VMDK or VDI image (qemu-img create), or an overlay on a backing image.
 using System.Management.Automation;
 using VDisk.Engine.Core;
 using VDisk.Engine.Operations;
@@ -36,7 +36,7 @@ public sealed class NewVDiskCommand : VDiskCmdletBase
     [Parameter]
     public Preallocation Preallocation { get; set; }
 
-    /// <summary>Image to use as the backing file of a new qcow2 overlay.</summary>
+    /// <summary>Image to use as the backing file of a new overlay (qcow2, or a sparse VMDK).</summary>
     [Parameter(Mandatory = true, ParameterSetName = BackingSet)]
     [ValidateNotNullOrEmpty]
     public string BackingPath { get; set; } = string.Empty;
