@@ -45,8 +45,7 @@ public class ConvertMatrixTests
             string output = dir.File($"out-{name}.{Extension(ours)}");
             ConvertImage.Run(sourcePath, output, ours);
             Qemu.AssertIdentical(original, output, "-f", "raw", "-F", FormatProbe.Name(ours.DestinationFormat));
-            if (ours.DestinationFormat is ImageFormat.Qcow2 or ImageFormat.Vdi || (ours.DestinationFormat == ImageFormat.Vmdk && ours.Subformat != ImageSubformat.StreamOptimized))
-                Qemu.CheckClean(output);
+            if (ours.DestinationFormat != ImageFormat.Raw) Qemu.CheckClean(output);
         }
     }
 
