@@ -4,7 +4,7 @@ namespace VDisk.Engine.Core;
 /// <summary>Compression algorithms for compressed clusters.</summary>
 public enum CompressionType
 {
-    /// <summary>Raw deflate (qcow2 compression type 0, VMDK streamOptimized).</summary>
+    /// <summary>Deflate: raw deflate in qcow2 (compression type 0), zlib-wrapped in VMDK streamOptimized grains.</summary>
     Zlib,
     /// <summary>Zstandard frames (qcow2 compression type 1).</summary>
     Zstd,
