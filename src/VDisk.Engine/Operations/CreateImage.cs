@@ -93,7 +93,7 @@ public static class CreateImage
         var storage = FileStorage.Create(temp, overwrite: false);
         if (options.Format == ImageFormat.Raw)
         {
-            using (storage) RawDriver.Create(storage, size, options.Preallocation, cancel);
+            using (storage) RawDriver.Create(storage, size, options.Preallocation, progress, cancel);
             return;
         }
         if (options.Format == ImageFormat.Vdi)

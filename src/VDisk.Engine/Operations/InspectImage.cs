@@ -46,7 +46,7 @@ public sealed record ChainNodeInfo
 public static class InspectImage
 {
     /// <summary>Information about the image at <paramref name="path"/>.</summary>
-    public static ImageInfo Run(string path, ImageFormat? format = null)
+    public static ImageInfo Run(string path, ImageFormat? format = null, CancellationToken cancel = default)
     {
         using var driver = ImageChain.OpenFile(path, format, writable: false);
         string full = System.IO.Path.GetFullPath(path);
@@ -59,6 +59,7 @@ public static class InspectImage
                 foreach (var layer in ImageChain.Walk(full, format))
                 {
                     layer.Driver.Dispose();
+                    cancel.ThrowIfCancellationRequested();
                     depth = layer.Depth;
                 }
             }

@@ -31,7 +31,7 @@ public sealed class RawDriver : IImageDriver
     public FormatDetails Details => new();
 
     /// <summary>Creates a raw image of <paramref name="size"/> bytes with the given preallocation.</summary>
-    public static void Create(IStorage storage, long size, Preallocation preallocation, CancellationToken cancel = default)
+    public static void Create(IStorage storage, long size, Preallocation preallocation, IProgress<long>? progress = null, CancellationToken cancel = default)
     {
         switch (preallocation)
         {
@@ -43,7 +43,7 @@ public sealed class RawDriver : IImageDriver
                 storage.Preallocate(0, size);
                 break;
             case Preallocation.Full:
-                WriteZeroFill(storage, 0, size, cancel);
+                WriteZeroFill(storage, 0, size, cancel, progress);
                 break;
             default:
                 throw VDiskException.Invalid(storage.Name, $"Preallocation '{preallocation}' is not valid for raw images (use Off, Falloc or Full).");
@@ -94,13 +94,14 @@ public sealed class RawDriver : IImageDriver
         }
     }
 
-    internal static void WriteZeroFill(IStorage storage, long offset, long length, CancellationToken cancel)
+    internal static void WriteZeroFill(IStorage storage, long offset, long length, CancellationToken cancel, IProgress<long>? progress = null)
     {
         var zeroes = new byte[1 << 20];
         for (long done = 0; done < length; done += zeroes.Length)
         {
             cancel.ThrowIfCancellationRequested();
             storage.WriteAt(offset + done, zeroes.AsSpan(0, (int)Math.Min(zeroes.Length, length - done)));
+            progress?.Report(done);
         }
     }
 }
