@@ -100,7 +100,7 @@ internal static class VmdkCreator
                 bool main = f.FinalPath == path;
                 using var storage = FileStorage.Create(main ? temp : f.FinalPath, overwrite: !main);
                 if (!main) written.Add(f.FinalPath);
-                if (f.Flat) RawDriver.Create(storage, f.Sectors * Sector, o.Preallocation, cancel);
+                if (f.Flat) RawDriver.Create(storage, f.Sectors * Sector, o.Preallocation, cancel: cancel);
                 else if (f.Sectors > 0) WriteSparseExtent(storage, f.Sectors, o.ClusterSize / Sector, subformat == ImageSubformat.StreamOptimized, main ? descriptor : null, path);
                 else WriteDescriptorFile(storage, descriptor);
                 storage.Flush();
