@@ -7,11 +7,11 @@
     Author               = 'VDisk contributors'
     CompanyName          = 'VDisk'
     Copyright            = '(c) VDisk contributors'
-    Description          = 'Create and inspect virtual disk images (raw, qcow2, VMDK, VDI) from PowerShell without QEMU: a qemu-img replacement whose cmdlets write objects to the pipeline.'
+    Description          = 'Create, inspect, convert and compare virtual disk images (raw, qcow2, VMDK, VDI) from PowerShell without QEMU: a qemu-img replacement whose cmdlets write objects to the pipeline.'
     PowerShellVersion    = '7.4'
     CompatiblePSEditions = @('Core')
     FormatsToProcess     = @('VDisk.format.ps1xml')
-    CmdletsToExport      = @('New-VDisk', 'Get-VDisk', 'Get-VDiskChain')
+    CmdletsToExport      = @('New-VDisk', 'Get-VDisk', 'Get-VDiskChain', 'Convert-VDisk', 'Compare-VDisk')
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()

@@ -28,6 +28,10 @@ public sealed class NewVDiskCommand : VDiskCmdletBase
     [Parameter]
     public VDiskFormat Format { get; set; }
 
+    /// <summary>Format variant: a VMDK subformat, or Dynamic / Static for VDI (default MonolithicSparse, Dynamic).</summary>
+    [Parameter]
+    public VDiskSubformat Subformat { get; set; }
+
     /// <summary>qcow2 cluster size in bytes: a power of two from 512 to 2 MiB (default 64 KiB).</summary>
     [Parameter]
     public uint ClusterSizeBytes { get; set; }
@@ -85,16 +89,13 @@ public sealed class NewVDiskCommand : VDiskCmdletBase
 
         var options = BuildOptions(format, backingFull);
         if (!ShouldProcess(target, Describe(target, format))) return;
-        var info = Attempt(target, () =>
+        var info = Attempt(target, () => RunWithProgress("New-VDisk", $"Creating {target}", options.Size ?? 0, (meter, cancel) =>
         {
-            RunWithProgress("New-VDisk", $"Creating {target}", options.Size,
-                (progress, cancel) => CreateImage.Run(target, options, Force, progress, cancel));
-            return InspectImage.Run(target);
-        });
+            CreateImage.Run(target, options, Force, meter, cancel);
+            return InspectImage.Run(target, cancel: cancel);
+        }));
         if (info != null) WriteObject(VDiskInfo.From(info));
     }
-
-    private bool IsBound(string parameter) => MyInvocation.BoundParameters.ContainsKey(parameter);
 
     private string? OptionProblem(VDiskFormat format)
     {
@@ -102,17 +103,19 @@ public sealed class NewVDiskCommand : VDiskCmdletBase
         var qcow2Only = Qcow2OnlyParameters.Where(IsBound).ToArray();
         if (format != VDiskFormat.Qcow2 && qcow2Only.Length > 0)
             return $"-{string.Join(", -", qcow2Only)} apply to qcow2 images only, not {format}.";
+        if (IsBound(nameof(Subformat))) return Subformat.MismatchWith(format);
         return null;
     }
 
     private CreateOptions BuildOptions(VDiskFormat format, string? backingFull) => new()
     {
         Format = format.ToEngine(),
+        Subformat = IsBound(nameof(Subformat)) ? Subformat.ToEngine() : ImageSubformat.Default,
         Size = IsBound(nameof(SizeBytes)) ? (long)SizeBytes : null,
         ClusterSize = IsBound(nameof(ClusterSizeBytes)) ? (int)Math.Min(ClusterSizeBytes, int.MaxValue) : new CreateOptions().ClusterSize,
         Preallocation = Preallocation,
         BackingPath = backingFull,
-        BackingPathRelative = backingFull != null && IsRelative(BackingPath),
+        BackingPathRelative = backingFull != null && IsTypedRelative(BackingPath),
         BackingFormat = IsBound(nameof(BackingFormat)) ? BackingFormat.ToEngine() : null,
         LazyRefcounts = LazyRefcounts,
         Compat = Compat,
@@ -120,14 +123,12 @@ public sealed class NewVDiskCommand : VDiskCmdletBase
         RefcountBits = RefcountBits,
     };
 
-    // A backing path typed relative (to the current location) is stored relative to the new image's folder.
-    private bool IsRelative(string typed) => !typed.StartsWith('~') && !SessionState.Path.IsPSAbsolute(typed, out _);
-
     private string Describe(string target, VDiskFormat format)
     {
         string size = IsBound(nameof(SizeBytes)) ? HumanSize.Format((long)SizeBytes) : "the backing image's size";
         string verb = File.Exists(target) && Force ? "Overwrite with" : "Create";
         string backing = IsBound(nameof(BackingPath)) ? $" backed by '{BackingPath}'" : string.Empty;
-        return $"{verb} {format} image of {size}{backing}";
+        string variant = IsBound(nameof(Subformat)) ? $" ({Subformat})" : string.Empty;
+        return $"{verb} {format}{variant} image of {size}{backing}";
     }
 }

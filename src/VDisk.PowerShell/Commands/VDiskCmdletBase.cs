@@ -86,25 +86,24 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
     }
 
     /// <summary>
-    /// Runs <paramref name="work"/> on a worker thread while this (pipeline) thread shows its byte progress, then
-    /// completes the progress record. Exceptions from the work are rethrown here; if this thread is interrupted
-    /// the work is cancelled and awaited first, so no half-written output is left behind.
+    /// Runs <paramref name="work"/> on a worker thread while this (pipeline) thread shows its progress (bytes,
+    /// throughput, time left), then completes the progress record. Exceptions from the work are rethrown here; if
+    /// this thread is interrupted the work is cancelled and awaited first, so no half-written output is left behind.
     /// </summary>
-    protected void RunWithProgress(string activity, string status, long? totalBytes, Action<IProgress<long>, CancellationToken> work)
+    /// <param name="activity">The progress activity: the cmdlet's name.</param>
+    /// <param name="status">What is being done, e.g. "Converting a.vmdk to a.qcow2".</param>
+    /// <param name="totalBytes">The bytes to process, or 0 when the engine reports the total itself.</param>
+    /// <param name="work">The engine call; it reports to the meter and stops when the token is cancelled.</param>
+    /// <returns>What <paramref name="work"/> returned.</returns>
+    protected T RunWithProgress<T>(string activity, string status, long totalBytes, Func<ProgressMeter, CancellationToken, T> work)
     {
-        var progress = new LatestProgress();
-        var task = Task.Run(() => work(progress, Cancellation));
-        var record = new ProgressRecord(ProgressActivityId, activity, status);
+        var meter = new ProgressMeter(totalBytes);
+        var task = Task.Run(() => work(meter, Cancellation));
         bool finished = false;
         try
         {
             while (!((IAsyncResult)task).AsyncWaitHandle.WaitOne(ProgressInterval))
-            {
-                long done = progress.Latest;
-                if (totalBytes > 0) record.PercentComplete = (int)Math.Clamp(done * 100 / totalBytes.Value, 0, 100);
-                record.StatusDescription = $"{status}: {HumanSize.Format(done)}" + (totalBytes > 0 ? $" of {HumanSize.Format(totalBytes)}" : string.Empty);
-                WriteProgress(record);
-            }
+                WriteProgress(meter.Record(ProgressActivityId, activity, status));
             finished = true;
         }
         finally
@@ -115,10 +114,20 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
                 ((IAsyncResult)task).AsyncWaitHandle.WaitOne();
             }
         }
-        record.RecordType = ProgressRecordType.Completed;
-        WriteProgress(record);
-        task.GetAwaiter().GetResult();
+        var completed = meter.Record(ProgressActivityId, activity, status);
+        completed.RecordType = ProgressRecordType.Completed;
+        WriteProgress(completed);
+        return task.GetAwaiter().GetResult();
     }
+
+    /// <summary>
+    /// True when <paramref name="typed"/> is relative to the current location as the user typed it (not rooted,
+    /// not drive-qualified, not ~): a backing path typed that way is stored relative to the new image's folder.
+    /// </summary>
+    protected bool IsTypedRelative(string typed) => !typed.StartsWith('~') && !SessionState.Path.IsPSAbsolute(typed, out _);
+
+    /// <summary>True when the parameter was given on the command line or bound from the pipeline.</summary>
+    protected bool IsBound(string parameter) => MyInvocation.BoundParameters.ContainsKey(parameter);
 
     // The target of an error about a path that did not resolve: its full path where one can be formed.
     private string FullPathOrAsTyped(string path)
@@ -134,14 +143,4 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
     }
 
     private static bool IsFileSystem(ProviderInfo provider) => provider.ImplementingType == typeof(FileSystemProvider);
-
-    // Keeps only the newest value: the pipeline thread samples it, the worker never waits on it.
-    private sealed class LatestProgress : IProgress<long>
-    {
-        private long _latest;
-
-        public long Latest => Interlocked.Read(ref _latest);
-
-        public void Report(long value) => Interlocked.Exchange(ref _latest, value);
-    }
 }

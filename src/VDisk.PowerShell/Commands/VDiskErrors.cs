@@ -10,6 +10,12 @@ internal static class VDiskErrors
 {
     /// <summary>Error id for a path that is not on the file system (e.g. Env:\ or HKLM:\).</summary>
     public const string NotFileSystemPathId = "NotFileSystemPath";
+    /// <summary>Error id for a conversion whose output would replace its own input.</summary>
+    public const string DestinationIsSourceId = "DestinationIsSource";
+    /// <summary>Error id for one -DestinationPath given for several inputs.</summary>
+    public const string AmbiguousDestinationId = "AmbiguousDestination";
+    /// <summary>Error id for an internal snapshot (-Snapshot) the image does not have.</summary>
+    public const string SnapshotNotFoundId = "SnapshotNotFound";
 
     /// <summary>The error id and category for each engine error kind.</summary>
     public static (string Id, ErrorCategory Category) Classify(VDiskErrorKind kind) => kind switch
@@ -34,6 +40,7 @@ internal static class VDiskErrors
     /// </summary>
     public static ErrorRecord? FromException(Exception exception, string target) => exception switch
     {
+        SnapshotNotFoundException e => Record(e, (SnapshotNotFoundId, ErrorCategory.ObjectNotFound), e.ImagePath),
         VDiskException e => Record(e, Classify(e.Kind), e.Path ?? target),
         SessionStateException =>
             Record(exception, Classify(VDiskErrorKind.NotFound), target),
@@ -51,6 +58,26 @@ internal static class VDiskErrors
         Record(new ArgumentException($"'{path}' is a {provider.Name} path; disk images must be files on the file system."),
             (NotFileSystemPathId, ErrorCategory.InvalidArgument), path);
 
+    /// <summary>A DestinationIsSource error: converting <paramref name="source"/> would overwrite it.</summary>
+    public static ErrorRecord DestinationIsSource(string source) =>
+        Record(new ArgumentException($"{source}: the destination is the source image itself; give -DestinationPath or another -DestinationFormat."),
+            (DestinationIsSourceId, ErrorCategory.InvalidArgument), source);
+
+    /// <summary>An AmbiguousDestination error: <paramref name="inputCount"/> inputs for the one <paramref name="destination"/>.</summary>
+    public static ErrorRecord AmbiguousDestination(string destination, int inputCount) =>
+        Record(new ArgumentException($"-DestinationPath '{destination}' names one output, but {inputCount} images were given; " +
+                "leave -DestinationPath out to write each output beside its input, named after it."),
+            (AmbiguousDestinationId, ErrorCategory.InvalidArgument), destination);
+
     private static ErrorRecord Record(Exception exception, (string Id, ErrorCategory Category) kind, string target) =>
         new(exception, kind.Id, kind.Category, target);
+}
+
+/// <summary>The engine could not find the internal snapshot a cmdlet asked for (-Snapshot) in an existing image.</summary>
+internal sealed class SnapshotNotFoundException : Exception
+{
+    public SnapshotNotFoundException(string imagePath, VDiskException inner) : base(inner.Message, inner) => ImagePath = imagePath;
+
+    /// <summary>The image that lacks the snapshot.</summary>
+    public string ImagePath { get; }
 }

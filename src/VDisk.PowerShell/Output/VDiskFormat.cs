@@ -38,6 +38,9 @@ internal static class VDiskFormatConversion
         _ => throw new ArgumentOutOfRangeException(nameof(format), format, null),
     };
 
+    /// <summary>The extension a converted image of this format is given when no destination is named: .raw, .qcow2, .vmdk, .vdi.</summary>
+    public static string Extension(this VDiskFormat format) => "." + format.ToString().ToLowerInvariant();
+
     /// <summary>The format a new file's extension suggests: .raw/.img raw, .vmdk vmdk, .vdi vdi, anything else qcow2.</summary>
     public static VDiskFormat FromExtension(string path) => System.IO.Path.GetExtension(path).ToLowerInvariant() switch
     {
