@@ -5,7 +5,8 @@
     Build: restores the tools, compiles the solution (Release) and stages a loadable module in out/VDisk.
     Test:  Build, then the engine's xunit tests and the module's Pester tests (in a fresh pwsh); the last line is
            "N passed, N failed" and the exit code is non-zero on any failure or when no test ran.
-    Demo:  Build, then shows the main job in a fresh pwsh: a template, an overlay on it, Get-VDisk, Get-VDiskChain.
+    Demo:  Build, then runs docs/examples/Show-Demo.ps1 in a fresh pwsh: a template and an overlay, conversions to raw,
+           back and compressed, comparisons and the backing chain.
     Bench: runs the benchmark project tests/VDisk.Bench, if it exists.
 .EXAMPLE
     dotnet tool restore && dotnet pwsh ./build.ps1 -Task Test
@@ -103,7 +104,7 @@ try {
         }
         'Demo' {
             Invoke-Build
-            Invoke-Native 'the demo' { dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $root 'scripts/Show-Demo.ps1') -ModulePath (Join-Path $moduleDir 'VDisk.psd1') }
+            Invoke-Native 'the demo' { dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $root 'docs/examples/Show-Demo.ps1') -ModulePath (Join-Path $moduleDir 'VDisk.psd1') }
         }
         'Bench' {
             $bench = Join-Path $root 'tests/VDisk.Bench'
