@@ -4,12 +4,6 @@
 BeforeAll {
     . (Join-Path $PSScriptRoot 'TestSupport.ps1')
 
-    # A fresh folder per test, so tests do not see each other's files.
-    function New-TestFolder {
-        $folder = Join-Path $TestDrive ([guid]::NewGuid().ToString('N'))
-        (New-Item -ItemType Directory -Path $folder).FullName
-    }
-
     function Get-Magic([string] $Path) {
         $bytes = [System.IO.File]::ReadAllBytes($Path)
         [System.Text.Encoding]::ASCII.GetString($bytes, 0, 3)
@@ -292,15 +286,9 @@ Describe 'New-VDisk stopped with Ctrl+C' {
         try {
             $null = $ps.AddCommand('Import-Module').AddParameter('Name', (Get-Module VDisk).Path).AddStatement()
             $null = $ps.AddCommand('New-VDisk').AddParameter('Path', "$folder/stopped.qcow2").AddParameter('SizeBytes', 64GB).AddParameter('Preallocation', 'Full')
-            $running = $ps.BeginInvoke()
-            $deadline = [datetime]::UtcNow.AddSeconds(30)
-            while ($ps.Streams.Progress.Count -eq 0 -and -not $running.IsCompleted -and [datetime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 20 }
-            $running.IsCompleted | Should -BeFalse -Because 'the create must still be running when it is stopped'
-            $watch = [System.Diagnostics.Stopwatch]::StartNew()
-            $ps.Stop() # what Ctrl+C does to the pipeline
-            $watch.Elapsed.TotalSeconds | Should -BeLessThan 10
+            $elapsed = Stop-AfterProgress $ps 'New-VDisk'
+            $elapsed.TotalSeconds | Should -BeLessThan 10
             $ps.InvocationStateInfo.State | Should -Be 'Stopped'
-            $ps.EndInvoke($running) | Should -BeNullOrEmpty
             Get-ChildItem -LiteralPath $folder -Force | Should -BeNullOrEmpty
         } finally {
             $ps.Dispose()

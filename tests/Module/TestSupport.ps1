@@ -21,6 +21,14 @@ function Invoke-QemuImg([string[]] $Arguments, [int[]] $AllowedExitCodes = @(0))
     $output
 }
 
+# Writes into an image with qemu-io (writeback cache, for speed); each of $Commands is one qemu-io command.
+function Invoke-QemuIo([string] $Path, [string[]] $Commands) {
+    Assert-QemuImg
+    $arguments = @('-t', 'writeback') + @($Commands | ForEach-Object { '-c', $_ }) + @($Path)
+    $output = & qemu-io @arguments 2>&1
+    if ($LASTEXITCODE -ne 0) { throw "qemu-io $($arguments -join ' ') exited with $LASTEXITCODE`n$($output -join "`n")" }
+}
+
 function Get-QemuInfo([string] $Path) {
     (Invoke-QemuImg @('info', '--output=json', $Path)) -join "`n" | ConvertFrom-Json
 }
@@ -45,6 +53,40 @@ function Set-FileBytes([string] $Path, [long] $Offset, [byte[]] $Bytes) {
     } finally {
         $stream.Dispose()
     }
+}
+
+# A fresh folder under TestDrive, so tests do not see each other's files.
+function New-TestFolder {
+    $folder = Join-Path $TestDrive ([guid]::NewGuid().ToString('N'))
+    (New-Item -ItemType Directory -Path $folder).FullName
+}
+
+# Fills $Length bytes of a file at $Offset with $Value: known guest content for raw images.
+function Set-FilePattern([string] $Path, [long] $Offset, [int] $Length, [byte] $Value) {
+    $bytes = [byte[]]::new($Length)
+    [Array]::Fill($bytes, $Value)
+    Set-FileBytes $Path $Offset $bytes
+}
+
+# A sparse raw image of $SizeBytes holding $Value in 1 MiB at each of $DataOffsets; returns its full path.
+function New-PatternImage([string] $Path, [long] $SizeBytes, [long[]] $DataOffsets = @(), [byte] $Value = 0x5a) {
+    $info = New-VDisk -Path $Path -SizeBytes $SizeBytes -Format Raw
+    foreach ($offset in $DataOffsets) { Set-FilePattern $info.Path $offset 1MB $Value }
+    $info.Path
+}
+
+# Starts $Command (a PowerShell object with the module imported) and stops it, as Ctrl+C does, once it has
+# written a progress record of $Activity; returns how long the stop took. Fails if the command ends first.
+function Stop-AfterProgress([powershell] $Command, [string] $Activity) {
+    $running = $Command.BeginInvoke()
+    $deadline = [datetime]::UtcNow.AddSeconds(30)
+    while (-not ($Command.Streams.Progress | Where-Object Activity -EQ $Activity) -and -not $running.IsCompleted -and [datetime]::UtcNow -lt $deadline) {
+        Start-Sleep -Milliseconds 20
+    }
+    if ($running.IsCompleted) { throw "$Activity finished before it could be stopped." }
+    $watch = [System.Diagnostics.Stopwatch]::StartNew()
+    $Command.Stop()
+    $watch.Elapsed
 }
 
 # Runs a command in a separate pwsh (the same one running the tests) and returns what it printed; for output

@@ -31,19 +31,19 @@ public sealed class CompareVDiskCommand : ImageInputCmdletBase
     [Parameter]
     public VDiskFormat SecondFormat { get; set; }
 
-    private string? _differenceFull;
+    private string _differenceFull = string.Empty;
 
-    /// <summary>Resolves -DifferencePath once against the current location.</summary>
+    /// <summary>Resolves -DifferencePath once against the current location; one that cannot be resolved stops the command.</summary>
     protected override void BeginProcessing()
     {
         base.BeginProcessing();
-        _differenceFull = ResolveLiteralPath(DifferencePath);
+        _differenceFull = ResolveLiteralPathOrStop(DifferencePath);
     }
 
     /// <summary>Compares one image with -DifferencePath and writes the outcome.</summary>
     protected override void ProcessImage(string fullPath)
     {
-        if (_differenceFull is not { } second) return;
+        string second = _differenceFull;
         string status = $"Comparing {System.IO.Path.GetFileName(fullPath)} with {System.IO.Path.GetFileName(second)}";
         var compared = Attempt(fullPath, () => RunWithProgress("Compare-VDisk", status, 0, (meter, cancel) =>
             CompareImages.Run(fullPath, second, Strict, IsBound(nameof(FirstFormat)) ? FirstFormat.ToEngine() : null,

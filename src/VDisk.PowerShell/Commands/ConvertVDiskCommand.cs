@@ -90,6 +90,7 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
     private static readonly string[] Qcow2OnlyParameters = { nameof(ClusterSizeBytes), nameof(CompressionType) };
 
     private readonly List<string> _inputsForDestination = new();
+    private readonly HashSet<string> _written = new(OperatingSystem.IsWindows() ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal);
     private VDiskFormat _format;
     private string? _backingFull;
 
@@ -102,13 +103,20 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
             : VDiskFormat.Qcow2;
         if (OptionProblem() is { } problem)
             ThrowTerminatingError(VDiskErrors.InvalidArgument(problem, IsBound(nameof(DestinationPath)) ? DestinationPath : _format.ToString()));
-        if (IsBound(nameof(BackingPath)) && (_backingFull = ResolveLiteralPath(BackingPath)) is null)
-            ThrowTerminatingError(VDiskErrors.InvalidArgument($"-BackingPath '{BackingPath}' is not a file-system path.", BackingPath));
+        if (IsBound(nameof(BackingPath))) _backingFull = ResolveLiteralPathOrStop(BackingPath);
     }
 
-    /// <summary>Converts the image beside itself, or keeps it for the one -DestinationPath (see EndProcessing).</summary>
+    /// <summary>
+    /// Converts the image beside itself, or keeps it for the one -DestinationPath (see EndProcessing). An output
+    /// this command wrote earlier (met again by Get-ChildItem or a wildcard) is skipped.
+    /// </summary>
     protected override void ProcessImage(string fullPath)
     {
+        if (_written.Contains(fullPath))
+        {
+            WriteVerbose($"Skipping '{fullPath}': this command wrote it.");
+            return;
+        }
         if (IsBound(nameof(DestinationPath)))
         {
             _inputsForDestination.Add(fullPath);
@@ -154,7 +162,9 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
         var options = BuildOptions();
         string status = $"Converting {System.IO.Path.GetFileName(source)} to {System.IO.Path.GetFileName(destination)}";
         var written = Attempt(source, () => RunWithProgress("Convert-VDisk", status, 0, (meter, cancel) => RunEngine(source, destination, options, meter, cancel)));
-        if (written != null && PassThru && Attempt(destination, () => InspectImage.Run(destination)) is { } info)
+        if (written is null) return;
+        _written.Add(destination);
+        if (PassThru && Attempt(destination, () => InspectImage.Run(destination)) is { } info)
             WriteObject(VDiskInfo.From(info));
     }
 

@@ -31,17 +31,33 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
     /// </summary>
     protected string? ResolveLiteralPath(string path)
     {
+        var (full, error) = ResolveLiteral(path);
+        if (error != null) WriteError(error);
+        return full;
+    }
+
+    /// <summary>
+    /// Like <see cref="ResolveLiteralPath"/> for a path every input depends on (a backing image, the image to
+    /// compare with): a path that cannot be resolved stops the command with a terminating error.
+    /// </summary>
+    protected string ResolveLiteralPathOrStop(string path)
+    {
+        var (full, error) = ResolveLiteral(path);
+        if (error != null) ThrowTerminatingError(error);
+        return full!;
+    }
+
+    private (string? FullPath, ErrorRecord? Error) ResolveLiteral(string path)
+    {
         try
         {
             string full = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out ProviderInfo provider, out _);
-            if (IsFileSystem(provider)) return full;
-            WriteError(VDiskErrors.NotFileSystemPath(path, provider));
+            return IsFileSystem(provider) ? (full, null) : (null, VDiskErrors.NotFileSystemPath(path, provider));
         }
         catch (SessionStateException e)
         {
-            WriteError(VDiskErrors.FromException(e, path)!);
+            return (null, VDiskErrors.FromException(e, path));
         }
-        return null;
     }
 
     /// <summary>
