@@ -1,4 +1,4 @@
-# Interop with qemu-img, the reference: every New-VDisk option combination must pass `qemu-img check`
+# Interop with qemu-img, the reference: every New-VDisk option combination (subformats included) must pass `qemu-img check`
 # (no errors, no leaks) and `qemu-img info` must agree with Get-VDisk; images qemu-img creates must be
 # described by Get-VDisk as qemu-img describes them. Outside CI these tests skip when qemu-img is missing.
 
@@ -44,6 +44,11 @@ BeforeDiscovery {
     foreach ($backing in 'None', 'Relative', 'Absolute') {
         $created.Add(@{ Name = "vmdk, backing $backing"; Options = @{ Format = 'Vmdk' }; Backing = $backing })
     }
+    foreach ($subformat in 'MonolithicFlat', 'TwoGbMaxExtentSparse', 'TwoGbMaxExtentFlat', 'StreamOptimized') {
+        $created.Add(@{ Name = "vmdk $subformat"; Options = @{ Format = 'Vmdk'; Subformat = $subformat }; Backing = 'None' })
+    }
+    $created.Add(@{ Name = 'vmdk TwoGbMaxExtentSparse, backing Relative'; Options = @{ Format = 'Vmdk'; Subformat = 'TwoGbMaxExtentSparse' }; Backing = 'Relative' })
+    $created.Add(@{ Name = 'vdi Static'; Options = @{ Format = 'Vdi'; Subformat = 'Static' }; Backing = 'None' })
 
     # Images qemu-img creates, read back by Get-VDisk.
     $byQemu = @(

@@ -7,10 +7,15 @@ BeforeAll {
 }
 
 Describe 'Module manifest and staged folder' {
-    It 'exports exactly the three cmdlets and no functions or aliases' {
-        ($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Get-VDisk', 'Get-VDiskChain', 'New-VDisk')
+    It 'exports exactly the five cmdlets and no functions or aliases' {
+        ($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Compare-VDisk', 'Convert-VDisk', 'Get-VDisk', 'Get-VDiskChain', 'New-VDisk')
         $module.ExportedFunctions.Count | Should -Be 0
         $module.ExportedAliases.Count | Should -Be 0
+    }
+
+    It 'uses approved verbs for every cmdlet' {
+        $approved = (Get-Verb).Verb
+        foreach ($name in $module.ExportedCmdlets.Keys) { ($name -split '-')[0] | Should -BeIn $approved }
     }
 
     It 'declares PowerShell 7.4, the Core edition and the binary root module' {
@@ -42,7 +47,7 @@ Describe 'Format views' {
         $image = New-VDisk -Path (Join-Path $TestDrive 'view.qcow2') -SizeBytes 20GB
     }
 
-    It 'loads a table view for <_>' -ForEach 'VDisk.PowerShell.VDiskInfo', 'VDisk.PowerShell.VDiskChainNode' {
+    It 'loads a table view for <_>' -ForEach 'VDisk.PowerShell.VDiskInfo', 'VDisk.PowerShell.VDiskChainNode', 'VDisk.PowerShell.VDiskComparison' {
         $view = Get-FormatData -TypeName $_
         $view.FormatViewDefinition.Control | Should -BeOfType System.Management.Automation.TableControl
     }

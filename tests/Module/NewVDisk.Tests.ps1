@@ -152,6 +152,73 @@ Describe 'New-VDisk -SizeBytes and -Format' {
     }
 }
 
+Describe 'New-VDisk -Subformat' {
+    BeforeEach { $folder = New-TestFolder }
+
+    It 'creates a <Subformat> VMDK image with its files, which Get-VDisk reports as <CreateType>' -ForEach @(
+        @{ Subformat = 'MonolithicSparse'; CreateType = 'monolithicSparse'; Files = @('disk.vmdk') }
+        @{ Subformat = 'MonolithicFlat'; CreateType = 'monolithicFlat'; Files = @('disk-flat.vmdk', 'disk.vmdk') }
+        @{ Subformat = 'TwoGbMaxExtentSparse'; CreateType = 'twoGbMaxExtentSparse'; Files = @('disk-s001.vmdk', 'disk-s002.vmdk', 'disk.vmdk') }
+        @{ Subformat = 'TwoGbMaxExtentFlat'; CreateType = 'twoGbMaxExtentFlat'; Files = @('disk-f001.vmdk', 'disk-f002.vmdk', 'disk.vmdk') }
+        @{ Subformat = 'StreamOptimized'; CreateType = 'streamOptimized'; Files = @('disk.vmdk') }
+    ) {
+        $info = New-VDisk -Path "$folder/disk.vmdk" -SizeBytes 3GB -Subformat $Subformat
+        $info.Format | Should -Be 'Vmdk'
+        $info.Subformat | Should -BeExactly $CreateType
+        $info.VirtualSize | Should -Be 3GB
+        (Get-VDisk -LiteralPath "$folder/disk.vmdk").Subformat | Should -BeExactly $CreateType
+        (Get-ChildItem -LiteralPath $folder -Force).Name | Sort-Object | Should -Be $Files
+    }
+
+    It 'creates a VMDK subformat under another extension with -Format Vmdk' {
+        (New-VDisk -Path "$folder/disk.img" -SizeBytes 1MB -Format Vmdk -Subformat MonolithicFlat).Subformat | Should -Be 'monolithicFlat'
+    }
+
+    It 'creates a <Subformat> VDI image' -ForEach @(
+        @{ Subformat = 'Dynamic'; Reported = 'dynamic' }
+        @{ Subformat = 'Static'; Reported = 'static' }
+    ) {
+        $info = New-VDisk -Path "$folder/disk.vdi" -SizeBytes 8MB -Subformat $Subformat
+        $info.Subformat | Should -BeExactly $Reported
+        $info.FileLength -ge 8MB | Should -Be ($Subformat -eq 'Static') -Because 'a static VDI maps every block'
+    }
+
+    It 'fails with InvalidArgument for a <Subformat> <Name>' -ForEach @(
+        @{ Name = 'qcow2 image'; Subformat = 'Static'; File = 'disk.qcow2'; Options = @{} }
+        @{ Name = 'raw image'; Subformat = 'StreamOptimized'; File = 'disk.raw'; Options = @{} }
+        @{ Name = 'VDI image'; Subformat = 'MonolithicFlat'; File = 'disk.vdi'; Options = @{} }
+        @{ Name = 'VMDK image'; Subformat = 'Dynamic'; File = 'disk.vmdk'; Options = @{} }
+        @{ Name = 'VDI image with -Preallocation Metadata'; Subformat = 'Dynamic'; File = 'disk.vdi'; Options = @{ Preallocation = 'Metadata' } }
+    ) {
+        New-VDisk -Path "$folder/$File" -SizeBytes 1MB -Subformat $Subformat @Options -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'InvalidArgument' 'New-VDisk')
+        $err[0].TargetObject | Should -Be "$folder/$File"
+        $err[0].Exception.Message | Should -Match $Subformat
+        Get-ChildItem -LiteralPath $folder -Force | Should -BeNullOrEmpty
+    }
+
+    It 'fails with InvalidArgument for a flat VMDK overlay' {
+        $null = New-VDisk -Path "$folder/base.vmdk" -SizeBytes 1MB
+        New-VDisk -Path "$folder/flat.vmdk" -BackingPath "$folder/base.vmdk" -Subformat MonolithicFlat -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'InvalidArgument' 'New-VDisk')
+        "$folder/flat.vmdk" | Should -Not -Exist
+    }
+
+    It 'fails with FileExists when an extent file it would write exists' {
+        Set-Content -LiteralPath "$folder/disk-flat.vmdk" -Value 'keep me'
+        New-VDisk -Path "$folder/disk.vmdk" -SizeBytes 1MB -Subformat MonolithicFlat -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'FileExists' 'New-VDisk')
+        Get-Content -LiteralPath "$folder/disk-flat.vmdk" | Should -Be 'keep me'
+        "$folder/disk.vmdk" | Should -Not -Exist
+    }
+
+    It 'names the subformat with -WhatIf' {
+        $said = Invoke-ChildPwsh "Import-Module '$((Get-Module VDisk).Path)'; New-VDisk -Path '$folder/said.vmdk' -SizeBytes 1GB -Subformat StreamOptimized -WhatIf"
+        $said | Should -Match 'What if: .*Create Vmdk \(StreamOptimized\) image of 1 GiB'
+        "$folder/said.vmdk" | Should -Not -Exist
+    }
+}
+
 Describe 'New-VDisk qcow2 options' {
     BeforeAll { $folder = New-TestFolder }
 
