@@ -397,7 +397,9 @@ Describe 'Convert-VDisk errors' {
         @{ Name = 'a wildcard'; Run = { Convert-VDisk -Path "$folder/disk.*" -DestinationPath "$folder/one.vdi" } }
         @{ Name = 'the pipeline'; Run = { Get-ChildItem -LiteralPath $folder | Convert-VDisk -DestinationPath "$folder/one.vdi" } }
     ) {
-        $Run | Should -Throw -ErrorId (Get-ErrorId 'AmbiguousDestination' 'Convert-VDisk')
+        $thrown = $Run | Should -Throw -ErrorId (Get-ErrorId 'AmbiguousDestination' 'Convert-VDisk') -PassThru
+        $thrown.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $thrown.Exception.Message | Should -Match '2 images'
         "$folder/one.vdi" | Should -Not -Exist
         Get-FolderNames $folder | Should -Be @('disk.qcow2', 'disk.raw')
     }

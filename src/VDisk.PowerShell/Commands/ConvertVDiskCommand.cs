@@ -88,9 +88,10 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
     public SwitchParameter PassThru { get; set; }
 
     private static readonly string[] Qcow2OnlyParameters = { nameof(ClusterSizeBytes), nameof(CompressionType) };
+    private static readonly StringComparer PathComparer = OperatingSystem.IsWindows() ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
 
     private readonly List<string> _inputsForDestination = new();
-    private readonly HashSet<string> _written = new(OperatingSystem.IsWindows() ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal);
+    private readonly HashSet<string> _written = new(PathComparer);
     private VDiskFormat _format;
     private string? _backingFull;
 
@@ -102,7 +103,7 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
             : IsBound(nameof(DestinationPath)) ? VDiskFormatConversion.FromExtension(DestinationPath)
             : VDiskFormat.Qcow2;
         if (OptionProblem() is { } problem)
-            ThrowTerminatingError(VDiskErrors.InvalidArgument(problem, IsBound(nameof(DestinationPath)) ? DestinationPath : _format.ToString()));
+            ThrowTerminatingError(VDiskErrors.InvalidArgument(problem, IsBound(nameof(DestinationPath)) ? DestinationPath : null));
         if (IsBound(nameof(BackingPath))) _backingFull = ResolveLiteralPathOrStop(BackingPath);
     }
 
@@ -153,7 +154,7 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
 
     private void Convert(string source, string destination)
     {
-        if (PathsEqual(source, destination))
+        if (PathComparer.Equals(source, destination))
         {
             WriteError(VDiskErrors.DestinationIsSource(source));
             return;
@@ -210,7 +211,4 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
         string snapshot = IsBound(nameof(Snapshot)) ? $" snapshot '{Snapshot}' of" : string.Empty;
         return $"{verb}{compressed} {_format}{variant} image converted from{snapshot} '{source}'{backing}";
     }
-
-    private static bool PathsEqual(string a, string b) =>
-        string.Equals(a, b, OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
 }

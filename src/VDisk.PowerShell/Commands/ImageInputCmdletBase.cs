@@ -26,7 +26,7 @@ public abstract class ImageInputCmdletBase : VDiskCmdletBase
     private bool _literalPathTyped;
 
     /// <summary>Notes whether -LiteralPath was typed (rather than bound later from piped items).</summary>
-    protected override void BeginProcessing() => _literalPathTyped = MyInvocation.BoundParameters.ContainsKey(nameof(LiteralPath));
+    protected override void BeginProcessing() => _literalPathTyped = IsBound(nameof(LiteralPath));
 
     /// <summary>
     /// Resolves every input path and hands each image file to <see cref="ProcessImage"/>. Folders are skipped

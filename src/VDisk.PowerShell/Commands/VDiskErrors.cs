@@ -49,8 +49,8 @@ internal static class VDiskErrors
         _ => null,
     };
 
-    /// <summary>An InvalidArgument error about <paramref name="target"/>.</summary>
-    public static ErrorRecord InvalidArgument(string message, string target) =>
+    /// <summary>An InvalidArgument error about <paramref name="target"/> (null for the command line as a whole).</summary>
+    public static ErrorRecord InvalidArgument(string message, string? target) =>
         Record(new ArgumentException(message), Classify(VDiskErrorKind.InvalidArgument), target);
 
     /// <summary>An error for a path whose provider is not the file system.</summary>
@@ -69,7 +69,7 @@ internal static class VDiskErrors
                 "leave -DestinationPath out to write each output beside its input, named after it."),
             (AmbiguousDestinationId, ErrorCategory.InvalidArgument), destination);
 
-    private static ErrorRecord Record(Exception exception, (string Id, ErrorCategory Category) kind, string target) =>
+    private static ErrorRecord Record(Exception exception, (string Id, ErrorCategory Category) kind, string? target) =>
         new(exception, kind.Id, kind.Category, target);
 }
 
