@@ -3,13 +3,19 @@
 using VDisk.Bench;
 
 if (args.Length > 0 && args[0] == "convert-child") return ConvertBench.Child(args);
+if (args.Length > 1 && args[0] == "inputs")
+{
+    BenchInputs.SyntheticRaw(args[1]);
+    BenchInputs.Ext4(args[1]);
+    return 0;
+}
 
 if (!Tools.OnPath("qemu-img") || !Tools.OnPath("qemu-io"))
 {
     Console.Error.WriteLine("qemu-img and qemu-io are needed (apt-get install qemu-utils).");
     return 1;
 }
-// Usage: VDisk.Bench [io|convert|all] [runs]
+// Usage: VDisk.Bench [io|convert|all] [runs]   |   VDisk.Bench inputs <folder> (just write the inputs)
 string which = args.Length > 0 ? args[0] : "all";
 int runs = args.Length > 1 && int.TryParse(args[1], out var r) ? r : 3;
 string folder = Path.Combine(Path.GetTempPath(), $"vdisk-bench-{Environment.ProcessId}");

@@ -10,7 +10,8 @@ namespace VDisk.Engine.Compression;
 public static unsafe partial class NativeDeflate
 {
     private const string Library = "System.IO.Compression.Native";
-    private const int Deflated = 8, Finish = 4, StreamEnd = 1, DefaultStrategy = 0, MemLevel = 8;
+    private const int Deflated = 8, Finish = 4, StreamEnd = 1, DefaultStrategy = 0;
+    private const int MemLevel = 8;
 
     [StructLayout(LayoutKind.Sequential)]
     private struct ZStream

@@ -3,17 +3,12 @@
 namespace VDisk.Engine.Storage;
 
 /// <summary>Wraps another storage and throws <see cref="IOException"/> once a write budget is spent.</summary>
-public sealed class FaultInjectingStorage : IStorage
+public sealed class FaultInjectingStorage : StorageWrapper
 {
-    private readonly IStorage _inner;
     private long _writesLeft;
 
     /// <summary>Allows <paramref name="writesBeforeFailure"/> writes, then fails every write and flush.</summary>
-    public FaultInjectingStorage(IStorage inner, long writesBeforeFailure)
-    {
-        _inner = inner;
-        _writesLeft = writesBeforeFailure;
-    }
+    public FaultInjectingStorage(IStorage inner, long writesBeforeFailure) : base(inner) => _writesLeft = writesBeforeFailure;
 
     /// <summary>Optional size limit, like a full disk: writes past it fail with "No space left".</summary>
     public long? CapacityBytes { get; init; }
@@ -21,26 +16,12 @@ public sealed class FaultInjectingStorage : IStorage
     /// <summary>Number of writes that went through.</summary>
     public long WritesDone { get; private set; }
 
-    public string Name => _inner.Name;
-    public bool CanWrite => _inner.CanWrite;
-    public CacheMode CacheMode => _inner.CacheMode;
-    public long Length => _inner.Length;
-    public long AllocatedBytes => _inner.AllocatedBytes;
-    public void ReadAt(long offset, Span<byte> buffer) => _inner.ReadAt(offset, buffer);
-    public bool TryGetExtent(long offset, out bool isData, out long length) => _inner.TryGetExtent(offset, out isData, out length);
-    public void Dispose() => _inner.Dispose();
-
-    public void WriteAt(long offset, ReadOnlySpan<byte> data)
-    {
-        Spend(offset + data.Length);
-        _inner.WriteAt(offset, data);
-    }
-
-    public void Discard(long offset, long length) { Spend(0); _inner.Discard(offset, length); }
-    public void WriteZeroes(long offset, long length) { Spend(offset + length); _inner.WriteZeroes(offset, length); }
-    public void Preallocate(long offset, long length) { Spend(offset + length); _inner.Preallocate(offset, length); }
-    public void SetLength(long length) { Spend(length); _inner.SetLength(length); }
-    public void Flush() { Spend(0); _inner.Flush(); }
+    public override void WriteAt(long offset, ReadOnlySpan<byte> data) { Spend(offset + data.Length); Inner.WriteAt(offset, data); }
+    public override void Discard(long offset, long length) { Spend(0); Inner.Discard(offset, length); }
+    public override void WriteZeroes(long offset, long length) { Spend(offset + length); Inner.WriteZeroes(offset, length); }
+    public override void Preallocate(long offset, long length) { Spend(offset + length); Inner.Preallocate(offset, length); }
+    public override void SetLength(long length) { Spend(length); Inner.SetLength(length); }
+    public override void Flush() { Spend(0); Inner.Flush(); }
 
     private void Spend(long end)
     {

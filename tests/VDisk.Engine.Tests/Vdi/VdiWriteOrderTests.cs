@@ -76,22 +76,13 @@ public sealed class VdiWriteOrderTests
         Assert.Fail("the scenario never completed within the write budget");
     }
 
-    private sealed class RecordingStorage(IStorage inner) : IStorage
+    private sealed class RecordingStorage(IStorage inner) : StorageWrapper(inner)
     {
         public List<string> Events { get; } = new();
-        public string Name => inner.Name;
-        public bool CanWrite => inner.CanWrite;
-        public CacheMode CacheMode => inner.CacheMode;
-        public long Length => inner.Length;
-        public long AllocatedBytes => inner.AllocatedBytes;
-        public void ReadAt(long offset, Span<byte> buffer) => inner.ReadAt(offset, buffer);
-        public bool TryGetExtent(long offset, out bool isData, out long length) => inner.TryGetExtent(offset, out isData, out length);
-        public void Dispose() => inner.Dispose();
-        public void WriteAt(long offset, ReadOnlySpan<byte> data) { Events.Add($"write {offset}+{data.Length}"); inner.WriteAt(offset, data); }
-        public void Discard(long offset, long length) { Events.Add($"discard {offset}+{length}"); inner.Discard(offset, length); }
-        public void WriteZeroes(long offset, long length) { Events.Add($"zeroes {offset}+{length}"); inner.WriteZeroes(offset, length); }
-        public void Preallocate(long offset, long length) => inner.Preallocate(offset, length);
-        public void SetLength(long length) { Events.Add($"length {length}"); inner.SetLength(length); }
-        public void Flush() { Events.Add("flush"); inner.Flush(); }
+        public override void WriteAt(long offset, ReadOnlySpan<byte> data) { Events.Add($"write {offset}+{data.Length}"); Inner.WriteAt(offset, data); }
+        public override void Discard(long offset, long length) { Events.Add($"discard {offset}+{length}"); Inner.Discard(offset, length); }
+        public override void WriteZeroes(long offset, long length) { Events.Add($"zeroes {offset}+{length}"); Inner.WriteZeroes(offset, length); }
+        public override void SetLength(long length) { Events.Add($"length {length}"); Inner.SetLength(length); }
+        public override void Flush() { Events.Add("flush"); Inner.Flush(); }
     }
 }

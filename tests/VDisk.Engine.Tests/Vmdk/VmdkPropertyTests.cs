@@ -92,39 +92,28 @@ public class VmdkPropertyTests
     }
 
     // Fails any write into the grain table area made while grain data written since the last flush is not yet durable.
-    private sealed class OrderCheckingStorage(IStorage inner, long tablesStart, long grainsStart) : IStorage
+    private sealed class OrderCheckingStorage(IStorage inner, long tablesStart, long grainsStart) : StorageWrapper(inner)
     {
         private bool _unflushedGrains;
 
         public int TableWrites { get; private set; }
-        public string Name => inner.Name;
-        public bool CanWrite => inner.CanWrite;
-        public CacheMode CacheMode => inner.CacheMode;
-        public long Length => inner.Length;
-        public long AllocatedBytes => inner.AllocatedBytes;
-        public void ReadAt(long offset, Span<byte> buffer) => inner.ReadAt(offset, buffer);
-        public bool TryGetExtent(long offset, out bool isData, out long length) => inner.TryGetExtent(offset, out isData, out length);
-        public void Discard(long offset, long length) => inner.Discard(offset, length);
-        public void Preallocate(long offset, long length) => inner.Preallocate(offset, length);
-        public void SetLength(long length) => inner.SetLength(length);
-        public void Dispose() => inner.Dispose();
 
-        public void WriteAt(long offset, ReadOnlySpan<byte> data)
+        public override void WriteAt(long offset, ReadOnlySpan<byte> data)
         {
             Record(offset);
-            inner.WriteAt(offset, data);
+            Inner.WriteAt(offset, data);
         }
 
-        public void WriteZeroes(long offset, long length)
+        public override void WriteZeroes(long offset, long length)
         {
             Record(offset);
-            inner.WriteZeroes(offset, length);
+            Inner.WriteZeroes(offset, length);
         }
 
-        public void Flush()
+        public override void Flush()
         {
             _unflushedGrains = false;
-            inner.Flush();
+            Inner.Flush();
         }
 
         private void Record(long offset)

@@ -10,7 +10,10 @@ namespace VDisk.Engine.Formats.Qcow2;
 public sealed partial class Qcow2Driver
 {
     private const int QemuWindowBits = -12;
-    private const int DeflateLevel = 6; // Z_DEFAULT_COMPRESSION, as qemu-img uses
+    // qemu-img uses zlib's default level 6. The runtime's zlib-ng at level 6 makes streams about 1.6 % larger than
+    // classic zlib's on disk data; level 7 brings the output back within about 1 % of qemu-img's, and is still
+    // several times faster than qemu-img (see README, Compression).
+    private const int DeflateLevel = 7;
     private const int ZstdLevel = 3;    // ZSTD_CLEVEL_DEFAULT, as qemu-img uses
     private readonly ThreadLocal<ZstdSharp.Compressor> _zstd = new(() => new ZstdSharp.Compressor(ZstdLevel), trackAllValues: true);
     private long _compressedCursor; // next free byte in the host cluster being packed, 0 when none
@@ -23,6 +26,8 @@ public sealed partial class Qcow2Driver
     {
         var limit = output[..Math.Min(output.Length, ClusterSize - 1)];
         if (_header.CompressionType == CompressionType.Zstd) return _zstd.Value!.TryWrap(unit, limit, out length);
+        length = 0;
+        if (CompressibilityProbe.LooksIncompressible(unit, QemuWindowBits)) return false;
         return NativeDeflate.TryCompress(unit, limit, DeflateLevel, QemuWindowBits, out length);
     }
 

@@ -2,6 +2,7 @@
 // Compressed Sparse Extents"). QEMU's block/vmdk.c writes them with zlib's compress() and reads them with
 // uncompress(): zlib streams (RFC 1950, 2-byte header and Adler-32 trailer), not raw deflate.
 using System.IO.Compression;
+using VDisk.Engine.Compression;
 using VDisk.Engine.Core;
 
 namespace VDisk.Engine.Formats.Vmdk;
@@ -9,9 +10,18 @@ namespace VDisk.Engine.Formats.Vmdk;
 /// <summary>zlib compression of one grain.</summary>
 internal static class VmdkGrainCompression
 {
-    /// <summary>Compresses <paramref name="grain"/> into <paramref name="output"/>; returns the compressed length.</summary>
+    private const int ZlibWindowBits = 15; // positive: a zlib-wrapped stream
+    private const int Level = 6;           // zlib's default, as qemu's compress() uses
+
+    /// <summary>
+    /// Compresses <paramref name="grain"/> into <paramref name="output"/>; returns the compressed length. Grains the
+    /// probe finds incompressible are stored (deflate level 0): the format has no uncompressed grains, and full
+    /// effort on random data only burns time.
+    /// </summary>
     public static int Compress(ReadOnlySpan<byte> grain, Span<byte> output)
     {
+        int level = CompressibilityProbe.LooksIncompressible(grain, ZlibWindowBits) ? 0 : Level;
+        if (NativeDeflate.TryCompress(grain, output, level, ZlibWindowBits, out int written)) return written;
         var buffer = new MemoryStream(grain.Length / 2 + 64);
         using (var zlib = new ZLibStream(buffer, CompressionLevel.Optimal, leaveOpen: true))
             zlib.Write(grain);
