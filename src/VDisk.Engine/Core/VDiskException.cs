@@ -27,6 +27,8 @@ public enum VDiskErrorKind
     InvalidArgument,
     /// <summary>The host reported an I/O error.</summary>
     IoError,
+    /// <summary>The image has no internal snapshot with the requested id or name.</summary>
+    SnapshotNotFound,
 }
 
 /// <summary>An engine failure with a kind and the path of the file concerned.</summary>

@@ -16,7 +16,7 @@ public sealed record CompareResult
     public long? FirstDifferenceOffset { get; init; }
     /// <summary>The virtual sizes differ.</summary>
     public required bool SizeDiffers { get; init; }
-    /// <summary>Strict mode only: the first offset where one image allocates data and the other does not.</summary>
+    /// <summary>Strict mode only: the first offset where the block status (data, zero, unallocated) differs.</summary>
     public long? AllocationDifferenceOffset { get; init; }
     /// <summary>Why the images differ, in words, or null.</summary>
     public string? Reason { get; init; }
@@ -50,8 +50,8 @@ public static class CompareImages
             var sa = a.GetBlockStatus(pos, Math.Min(common - pos, 1L << 40));
             var sb = b.GetBlockStatus(pos, Math.Min(common - pos, 1L << 40));
             long run = Math.Min(sa.Length, sb.Length);
-            if (strict && IsData(sa) != IsData(sb))
-                return result with { Equal = false, FirstDifferenceOffset = pos, AllocationDifferenceOffset = pos, Reason = $"allocation differs at offset {pos}" };
+            if (strict && sa.Kind != sb.Kind)
+                return result with { Equal = false, FirstDifferenceOffset = pos, AllocationDifferenceOffset = pos, Reason = $"block status differs at offset {pos} ({sa.Kind} and {sb.Kind})" };
             if (!IsData(sa) && !IsData(sb))
             {
                 pos += run;

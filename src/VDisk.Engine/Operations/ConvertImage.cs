@@ -19,8 +19,6 @@ public static class ConvertImage
     {
         source = Path.GetFullPath(source);
         destination = Path.GetFullPath(destination);
-        if (PathsEqual(source, destination))
-            throw VDiskException.Invalid(destination, $"{destination}: the destination is the source image.");
         options = Normalise(options, destination);
 
         using var input = ImageChain.Open(source, new OpenOptions
@@ -40,6 +38,7 @@ public static class ConvertImage
             BackingPathRelative = options.BackingPathRelative,
             BackingFormat = options.BackingFormat,
         }, options.Overwrite);
+        RefuseOverwritingInputs(plan, input, options.BackingPath);
 
         string temp = CreateImage.TempNameFor(destination);
         try
@@ -79,8 +78,19 @@ public static class ConvertImage
         return streamOptimized ? o with { Compress = true } : o;
     }
 
-    private static bool PathsEqual(string a, string b)
-        => string.Equals(a, b, OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
+    // No file the output writes (a VMDK writes its extents under their final names) may be a file the
+    // conversion reads: the source chain, or the image the output will be an overlay of.
+    private static void RefuseOverwritingInputs(CreateImage.CreatePlan plan, VirtualDisk input, string? backingPath)
+    {
+        var comparer = OperatingSystem.IsWindows() ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
+        var inputs = new HashSet<string>(comparer);
+        for (var layer = input; layer != null; layer = layer.Backing)
+            foreach (var file in layer.Driver.Files) inputs.Add(Path.GetFullPath(file.Name));
+        if (backingPath != null) inputs.Add(Path.GetFullPath(backingPath));
+        foreach (var file in CreateImage.FilesOf(plan))
+            if (inputs.Contains(file))
+                throw VDiskException.Invalid(plan.Path, $"{plan.Path}: the output would overwrite '{file}', which the conversion reads.");
+    }
 
     /// <summary>One conversion's pipeline state.</summary>
     private sealed class Copier

@@ -66,6 +66,11 @@ public static class CreateImage
         return new CreatePlan(path, options, size, backingName, backingFormat);
     }
 
+    /// <summary>Full paths of every file the planned image writes (VMDK extents as well as the main file).</summary>
+    internal static IEnumerable<string> FilesOf(CreatePlan plan) => plan.Options.Format == ImageFormat.Vmdk
+        ? VmdkCreator.FilesFor(plan.Path, plan.Options.Subformat, plan.Size)
+        : new[] { plan.Path };
+
     /// <summary>Writes the planned image into <paramref name="file"/> (a temporary name beside the destination).</summary>
     internal static void Write(CreatePlan plan, string file, CancellationToken cancel)
         => WriteImage(file, plan.Path, plan.Options, plan.Size, plan.BackingName, plan.BackingFormat, null, cancel);

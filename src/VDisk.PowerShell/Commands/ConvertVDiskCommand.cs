@@ -162,24 +162,11 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
         if (!ShouldProcess(destination, Describe(source, destination))) return;
         var options = BuildOptions();
         string status = $"Converting {System.IO.Path.GetFileName(source)} to {System.IO.Path.GetFileName(destination)}";
-        var written = Attempt(source, () => RunWithProgress("Convert-VDisk", status, 0, (meter, cancel) => RunEngine(source, destination, options, meter, cancel)));
+        var written = Attempt(source, () => RunWithProgress("Convert-VDisk", status, 0, (meter, cancel) => ConvertImage.Run(source, destination, options, meter, cancel)));
         if (written is null) return;
         _written.Add(destination);
         if (PassThru && Attempt(destination, () => InspectImage.Run(destination)) is { } info)
             WriteObject(VDiskInfo.From(info));
-    }
-
-    // An unknown -Snapshot comes back from the engine as NotFound on the existing source: given its own id here.
-    private ConvertResult RunEngine(string source, string destination, ConvertOptions options, ProgressMeter meter, CancellationToken cancel)
-    {
-        try
-        {
-            return ConvertImage.Run(source, destination, options, meter, cancel);
-        }
-        catch (VDiskException e) when (options.Snapshot != null && e.Kind == VDiskErrorKind.NotFound && e.Path == source && File.Exists(source))
-        {
-            throw new SnapshotNotFoundException(source, e);
-        }
     }
 
     private ConvertOptions BuildOptions() => new()

@@ -14,8 +14,6 @@ internal static class VDiskErrors
     public const string DestinationIsSourceId = "DestinationIsSource";
     /// <summary>Error id for one -DestinationPath given for several inputs.</summary>
     public const string AmbiguousDestinationId = "AmbiguousDestination";
-    /// <summary>Error id for an internal snapshot (-Snapshot) the image does not have.</summary>
-    public const string SnapshotNotFoundId = "SnapshotNotFound";
 
     /// <summary>The error id and category for each engine error kind.</summary>
     public static (string Id, ErrorCategory Category) Classify(VDiskErrorKind kind) => kind switch
@@ -31,6 +29,7 @@ internal static class VDiskErrors
         VDiskErrorKind.ReadOnly => ("ImageReadOnly", ErrorCategory.PermissionDenied),
         VDiskErrorKind.InvalidArgument => ("InvalidArgument", ErrorCategory.InvalidArgument),
         VDiskErrorKind.IoError => ("IOError", ErrorCategory.WriteError),
+        VDiskErrorKind.SnapshotNotFound => ("SnapshotNotFound", ErrorCategory.ObjectNotFound),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "VDiskErrors.Classify has no entry for this kind."),
     };
 
@@ -40,7 +39,6 @@ internal static class VDiskErrors
     /// </summary>
     public static ErrorRecord? FromException(Exception exception, string target) => exception switch
     {
-        SnapshotNotFoundException e => Record(e, (SnapshotNotFoundId, ErrorCategory.ObjectNotFound), e.ImagePath),
         VDiskException e => Record(e, Classify(e.Kind), e.Path ?? target),
         SessionStateException =>
             Record(exception, Classify(VDiskErrorKind.NotFound), target),
@@ -71,13 +69,4 @@ internal static class VDiskErrors
 
     private static ErrorRecord Record(Exception exception, (string Id, ErrorCategory Category) kind, string? target) =>
         new(exception, kind.Id, kind.Category, target);
-}
-
-/// <summary>The engine could not find the internal snapshot a cmdlet asked for (-Snapshot) in an existing image.</summary>
-internal sealed class SnapshotNotFoundException : Exception
-{
-    public SnapshotNotFoundException(string imagePath, VDiskException inner) : base(inner.Message, inner) => ImagePath = imagePath;
-
-    /// <summary>The image that lacks the snapshot.</summary>
-    public string ImagePath { get; }
 }

@@ -120,8 +120,25 @@ public class ConvertTests
         Assert.Equal(File.ReadAllBytes(expected), File.ReadAllBytes(dir.File("by-id.raw")));
 
         var e = Assert.Throws<VDiskException>(() => ConvertImage.Run(image, dir.File("x.raw"), new ConvertOptions { DestinationFormat = ImageFormat.Raw, Snapshot = "nope" }));
-        Assert.Equal(VDiskErrorKind.NotFound, e.Kind);
+        Assert.Equal(VDiskErrorKind.SnapshotNotFound, e.Kind);
         Assert.Contains("before-upgrade", e.Message);
+    }
+
+    [Fact]
+    public void OutputExtentsMayNotReplaceTheSource()
+    {
+        using var dir = new TempFolder();
+        string source = dir.File("disk-flat.vmdk"); // a raw disk that happens to carry the name a flat VMDK's extent gets
+        File.WriteAllBytes(source, Images.Pattern(1 << 20, 4));
+        var before = File.ReadAllBytes(source);
+        var e = Assert.Throws<VDiskException>(() => ConvertImage.Run(source, dir.File("disk.vmdk"), new ConvertOptions
+        {
+            SourceFormat = ImageFormat.Raw, DestinationFormat = ImageFormat.Vmdk, Subformat = ImageSubformat.MonolithicFlat, Overwrite = true,
+        }));
+        Assert.Equal(VDiskErrorKind.InvalidArgument, e.Kind);
+        Assert.Contains("disk-flat.vmdk", e.Message);
+        Assert.Equal(before, File.ReadAllBytes(source));
+        Assert.Equal(new[] { source }, Directory.GetFiles(dir.Path));
     }
 
     [Fact]

@@ -89,6 +89,6 @@ public static class Qcow2SnapshotTable
     public static Qcow2Snapshot Find(IReadOnlyList<Qcow2Snapshot> snapshots, string idOrName, string path)
         => snapshots.FirstOrDefault(s => s.Id == idOrName)
            ?? snapshots.FirstOrDefault(s => s.Name == idOrName)
-           ?? throw new VDiskException(VDiskErrorKind.NotFound, path, $"{path}: no internal snapshot with id or name '{idOrName}'" +
+           ?? throw new VDiskException(VDiskErrorKind.SnapshotNotFound, path, $"{path}: no internal snapshot with id or name '{idOrName}'" +
                (snapshots.Count == 0 ? " (the image has no snapshots)." : $" (it has: {string.Join(", ", snapshots.Select(s => s.Name))})."));
 }

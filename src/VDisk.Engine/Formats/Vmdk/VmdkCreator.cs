@@ -113,6 +113,10 @@ internal static class VmdkCreator
         }
     }
 
+    /// <summary>Full paths of every file an image created at <paramref name="path"/> would write (descriptor first).</summary>
+    public static IEnumerable<string> FilesFor(string path, ImageSubformat subformat, long size)
+        => Plan(path, Resolve(subformat), size).Select(f => f.FinalPath);
+
     /// <summary>
     /// Deletes the extent files named by <paramref name="file"/> when it is a VMDK descriptor (relative names inside its
     /// folder only). For the temporary descriptor of a failed create or convert; anything else is left alone.
