@@ -44,7 +44,7 @@ internal static class ConvertBench
     {
         string qcow2Input = Path.Combine(folder, inputName + ".qcow2");
         Tools.Run("qemu-img", "convert", "-O", "qcow2", input, qcow2Input);
-        Console.WriteLine($"{inputName}: {"line",-26} {"VDisk",7} {"durable",8} {"qemu",7} {"qemu -W",8} {"ratio",6} {"size MiB ours/qemu",19} {"peak MiB ours/qemu",19}");
+        Console.WriteLine($"{inputName}: {"line",-26} {"VDisk",7} {"durable",8} {"qemu",7} {"qemu -W",8} {"ratio",6} {"MiB ours/qemu",18} {"size",6} {"peak MiB ours/qemu",19}");
         foreach (var line in Lines)
         {
             string source = line.SourceFormat == "qcow2" ? qcow2Input : input;
@@ -52,32 +52,43 @@ internal static class ConvertBench
             string ours = Path.Combine(folder, "ours." + line.Format), theirs = Path.Combine(folder, "theirs." + line.Format);
             var qemuArgs = new List<string> { "convert", "-f", line.SourceFormat, "-O", line.Format };
             qemuArgs.AddRange(line.QemuOptions);
-            var (oursTime, oursPeak, oursSize) = Median(runs, OurCommand(source, ours, line.Ours with { CacheMode = CacheMode.Unsafe }), ours);
-            var (durableTime, _, _) = Median(runs, OurCommand(source, ours, line.Ours), ours);
-            var (qemuTime, qemuPeak, theirSize) = Median(runs, ("qemu-img", qemuArgs.Concat(new[] { source, theirs }).ToArray()), theirs);
-            var (fastTime, _, _) = Median(runs, ("qemu-img", qemuArgs.Concat(new[] { "-W", "-m", "16", source, theirs }).ToArray()), theirs);
+            var m = Medians(runs,
+                (OurCommand(source, ours, line.Ours with { CacheMode = CacheMode.Unsafe }), ours),
+                (OurCommand(source, ours, line.Ours), ours),
+                (("qemu-img", qemuArgs.Concat(new[] { source, theirs }).ToArray()), theirs),
+                (("qemu-img", qemuArgs.Concat(new[] { "-W", "-m", "16", source, theirs }).ToArray()), theirs));
+            var (oursTime, durableTime, qemuTime, fastTime) = (m[0].Seconds, m[1].Seconds, m[2].Seconds, m[3].Seconds);
             string ratio = oursTime > 0 ? (oursTime / fastTime).ToString("F2") : "n/a";
-            Console.WriteLine($"{inputName}: {line.Name,-26} {Show(oursTime),7} {Show(durableTime),8} {qemuTime,7:F2} {fastTime,8:F2} {ratio,6} {$"{oursSize >> 20}/{theirSize >> 20}",19} {$"{oursPeak >> 20}/{qemuPeak >> 20}",19}");
+            string sizes = $"{m[0].OutputBytes / 1048576.0:F1}/{m[2].OutputBytes / 1048576.0:F1}";
+            string sizeDelta = m[2].OutputBytes > 0 ? $"{(m[0].OutputBytes - m[2].OutputBytes) * 100.0 / m[2].OutputBytes:+0.0;-0.0}%" : "n/a";
+            Console.WriteLine($"{inputName}: {line.Name,-26} {Show(oursTime),7} {Show(durableTime),8} {qemuTime,7:F2} {fastTime,8:F2} {ratio,6} {sizes,18} {sizeDelta,6} {$"{m[0].PeakBytes >> 20}/{m[2].PeakBytes >> 20}",19}");
         }
         File.Delete(qcow2Input);
     }
 
-    // Runs a conversion `runs` times (deleting its output after each); median time, largest peak memory, output size.
-    private static (double Seconds, long PeakBytes, long OutputBytes) Median(int runs, (string, string[]) command, string output)
+    // Runs each conversion `runs` times, taking turns so a noisy spell of the machine hits them all, deleting the
+    // output after each run; per conversion: median time (-1 when it failed), largest peak memory, output size.
+    private static (double Seconds, long PeakBytes, long OutputBytes)[] Medians(int runs, params ((string, string[]) Command, string Output)[] conversions)
     {
-        var times = new List<double>();
-        long peak = 0, size = 0;
-        for (int i = 0; i < runs; i++)
+        var times = conversions.Select(_ => new List<double>()).ToArray();
+        var peaks = new long[conversions.Length];
+        var sizes = new long[conversions.Length];
+        for (int run = 0; run < runs; run++)
         {
-            var (seconds, bytes) = TimeIt(command);
-            if (seconds < 0) return (-1, 0, 0);
-            times.Add(seconds);
-            peak = Math.Max(peak, bytes);
-            size = Size(output);
-            Delete(output);
+            for (int i = 0; i < conversions.Length; i++)
+            {
+                var (seconds, bytes) = TimeIt(conversions[i].Command);
+                times[i].Add(seconds);
+                peaks[i] = Math.Max(peaks[i], bytes);
+                sizes[i] = Size(conversions[i].Output);
+                Delete(conversions[i].Output);
+            }
         }
-        times.Sort();
-        return (times[times.Count / 2], peak, size);
+        return times.Select((t, i) =>
+        {
+            t.Sort();
+            return (t.Contains(-1) ? -1 : t[t.Count / 2], peaks[i], sizes[i]);
+        }).ToArray();
     }
 
     private static (string, string[]) OurCommand(string source, string destination, ConvertOptions o)

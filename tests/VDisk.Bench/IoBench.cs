@@ -23,23 +23,19 @@ internal static class IoBench
             string full = Path.Combine(folder, $"full.{format}");
             void Create(string path) { File.Delete(path); Tools.Run("qemu-img", "create", "-q", "-f", format, path, ImageSize.ToString()); Tools.Run("sync"); }
 
-            results.Add(($"{format} sequential 1 MiB write",
-                Tools.Median(runs, () => Create(fresh), () => Engine(fresh, write: true, SequentialBlock, (int)(ImageSize / SequentialBlock), SequentialBlock)),
-                Tools.Median(runs, () => Create(fresh), () => Qemu(fresh, format, write: true, SequentialBlock, (int)(ImageSize / SequentialBlock), SequentialBlock))));
+            void Line(string name, Action? prepare, bool write, int block, int count, long step, string path)
+            {
+                var (ours, qemu) = Tools.MedianPair(runs, prepare, () => Engine(path, write, block, count, step), () => Qemu(path, format, write, block, count, step));
+                results.Add(($"{format} {name}", ours, qemu));
+            }
+            int sequentialCount = (int)(ImageSize / SequentialBlock);
+            Line("sequential 1 MiB write", () => Create(fresh), true, SequentialBlock, sequentialCount, SequentialBlock, fresh);
             Create(full);
-            Engine(full, write: true, SequentialBlock, (int)(ImageSize / SequentialBlock), SequentialBlock);
-            results.Add(($"{format} sequential 1 MiB read",
-                Tools.Median(runs, null, () => Engine(full, write: false, SequentialBlock, (int)(ImageSize / SequentialBlock), SequentialBlock)),
-                Tools.Median(runs, null, () => Qemu(full, format, write: false, SequentialBlock, (int)(ImageSize / SequentialBlock), SequentialBlock))));
-            results.Add(($"{format} random 4 KiB write (new image)",
-                Tools.Median(runs, () => Create(fresh), () => Engine(fresh, write: true, RandomBlock, RandomCount, Stride)),
-                Tools.Median(runs, () => Create(fresh), () => Qemu(fresh, format, write: true, RandomBlock, RandomCount, Stride))));
-            results.Add(($"{format} random 4 KiB write (allocated)",
-                Tools.Median(runs, null, () => Engine(full, write: true, RandomBlock, RandomCount, Stride)),
-                Tools.Median(runs, null, () => Qemu(full, format, write: true, RandomBlock, RandomCount, Stride))));
-            results.Add(($"{format} random 4 KiB read",
-                Tools.Median(runs, null, () => Engine(full, write: false, RandomBlock, RandomCount, Stride)),
-                Tools.Median(runs, null, () => Qemu(full, format, write: false, RandomBlock, RandomCount, Stride))));
+            Engine(full, write: true, SequentialBlock, sequentialCount, SequentialBlock);
+            Line("sequential 1 MiB read", null, false, SequentialBlock, sequentialCount, SequentialBlock, full);
+            Line("random 4 KiB write (new image)", () => Create(fresh), true, RandomBlock, RandomCount, Stride, fresh);
+            Line("random 4 KiB write (allocated)", null, true, RandomBlock, RandomCount, Stride, full);
+            Line("random 4 KiB read", null, false, RandomBlock, RandomCount, Stride, full);
             File.Delete(fresh);
             File.Delete(full);
         }

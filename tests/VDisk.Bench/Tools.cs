@@ -23,17 +23,24 @@ internal static class Tools
         return sw.Elapsed.TotalSeconds;
     }
 
-    /// <summary>Median of <paramref name="runs"/> timings; <paramref name="prepare"/> runs untimed before each.</summary>
-    public static double Median(int runs, Action? prepare, Action action)
+    /// <summary>
+    /// Medians of <paramref name="runs"/> timings of two actions run alternately (so a noisy spell of the machine hits
+    /// both); <paramref name="prepare"/> runs untimed before each timing.
+    /// </summary>
+    public static (double First, double Second) MedianPair(int runs, Action? prepare, Action first, Action second)
     {
-        var times = new List<double>();
+        var a = new List<double>();
+        var b = new List<double>();
         for (int i = 0; i < runs; i++)
         {
             prepare?.Invoke();
-            times.Add(Seconds(action));
+            a.Add(Seconds(first));
+            prepare?.Invoke();
+            b.Add(Seconds(second));
         }
-        times.Sort();
-        return times[times.Count / 2];
+        a.Sort();
+        b.Sort();
+        return (a[a.Count / 2], b[b.Count / 2]);
     }
 
     public static bool OnPath(string tool) =>

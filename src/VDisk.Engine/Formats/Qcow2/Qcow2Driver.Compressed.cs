@@ -1,7 +1,7 @@
 // Writing compressed clusters (qcow2.rst "Compressed Clusters Descriptor"): payloads are packed back to
 // back into host clusters like qemu-img does; every host cluster a payload touches gains one reference.
 // zlib payloads are raw deflate with a 4 KiB window (QEMU inflates with windowBits -12); zstd payloads
-// are single frames. A cluster that does not shrink below the cluster size is stored uncompressed.
+// are single frames (ZstdCodec: the system's libzstd, else ZstdSharp). A cluster that does not shrink below the cluster size is stored uncompressed.
 using VDisk.Engine.Compression;
 using VDisk.Engine.Core;
 
@@ -15,7 +15,7 @@ public sealed partial class Qcow2Driver
     // several times faster than qemu-img (see README, Compression).
     private const int DeflateLevel = 7;
     private const int ZstdLevel = 3;    // ZSTD_CLEVEL_DEFAULT, as qemu-img uses
-    private readonly ThreadLocal<ZstdSharp.Compressor> _zstd = new(() => new ZstdSharp.Compressor(ZstdLevel), trackAllValues: true);
+    private readonly ThreadLocal<IZstdCompressor> _zstd = new(() => ZstdCodec.Create(ZstdLevel), trackAllValues: true);
     private long _compressedCursor; // next free byte in the host cluster being packed, 0 when none
 
     /// <inheritdoc/>
@@ -25,7 +25,7 @@ public sealed partial class Qcow2Driver
     public bool TryCompress(ReadOnlySpan<byte> unit, Span<byte> output, out int length)
     {
         var limit = output[..Math.Min(output.Length, ClusterSize - 1)];
-        if (_header.CompressionType == CompressionType.Zstd) return _zstd.Value!.TryWrap(unit, limit, out length);
+        if (_header.CompressionType == CompressionType.Zstd) return _zstd.Value!.TryCompress(unit, limit, out length);
         length = 0;
         if (CompressibilityProbe.LooksIncompressible(unit, QemuWindowBits)) return false;
         return NativeDeflate.TryCompress(unit, limit, DeflateLevel, QemuWindowBits, out length);
