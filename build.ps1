@@ -112,7 +112,8 @@ try {
             Invoke-Native 'the demo' { dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $root 'docs/examples/Show-Demo.ps1') -ModulePath (Join-Path $moduleDir 'VDisk.psd1') }
         }
         'Bench' {
-            Invoke-Native 'the benchmark' { dotnet run -c Release --project (Join-Path $root 'tests/VDisk.Bench') -- @BenchArguments }
+            $arguments = @($BenchArguments | ForEach-Object { $_ -split ',' } | Where-Object { $_ })  # 'convert,1' from a shell is one string
+            Invoke-Native 'the benchmark' { dotnet run -c Release --project (Join-Path $root 'tests/VDisk.Bench') -- @arguments }
         }
     }
 } finally {

@@ -17,6 +17,11 @@ if (!Tools.OnPath("qemu-img") || !Tools.OnPath("qemu-io"))
 }
 // Usage: VDisk.Bench [io|convert|all] [runs]   |   VDisk.Bench inputs <folder> (just write the inputs)
 string which = args.Length > 0 ? args[0] : "all";
+if (which is not ("io" or "convert" or "all"))
+{
+    Console.Error.WriteLine($"Unknown benchmark '{which}'. Usage: VDisk.Bench [io|convert|all] [runs] | VDisk.Bench inputs <folder>");
+    return 2;
+}
 int runs = args.Length > 1 && int.TryParse(args[1], out var r) ? r : 3;
 string folder = Path.Combine(Path.GetTempPath(), $"vdisk-bench-{Environment.ProcessId}");
 Directory.CreateDirectory(folder);
