@@ -60,7 +60,7 @@ internal static class ConvertBench
             var (oursTime, durableTime, qemuTime, fastTime) = (m[0].Seconds, m[1].Seconds, m[2].Seconds, m[3].Seconds);
             string ratio = oursTime > 0 ? (oursTime / fastTime).ToString("F2") : "n/a";
             string sizes = $"{m[0].OutputBytes / 1048576.0:F1}/{m[2].OutputBytes / 1048576.0:F1}";
-            string sizeDelta = m[2].OutputBytes > 0 ? $"{(m[0].OutputBytes - m[2].OutputBytes) * 100.0 / m[2].OutputBytes:+0.0;-0.0}%" : "n/a";
+            string sizeDelta = m[2].OutputBytes > 0 ? $"{Math.Round((m[0].OutputBytes - m[2].OutputBytes) * 100.0 / m[2].OutputBytes, 1):+0.0;-0.0;0.0}%" : "n/a";
             Console.WriteLine($"{inputName}: {line.Name,-26} {Show(oursTime),7} {Show(durableTime),8} {qemuTime,7:F2} {fastTime,8:F2} {ratio,6} {sizes,18} {sizeDelta,6} {$"{m[0].PeakBytes >> 20}/{m[2].PeakBytes >> 20}",19}");
         }
         File.Delete(qcow2Input);
