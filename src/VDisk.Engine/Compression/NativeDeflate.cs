@@ -9,12 +9,13 @@ namespace VDisk.Engine.Compression;
 /// <summary>One-shot deflate of a buffer with explicit window bits and level.</summary>
 public static unsafe partial class NativeDeflate
 {
-    private const string Library = "System.IO.Compression.Native";
+    internal const string Library = "System.IO.Compression.Native";
     private const int Deflated = 8, Finish = 4, StreamEnd = 1, DefaultStrategy = 0;
     private const int MemLevel = 8;
 
+    /// <summary>The runtime's PAL_ZStream (shared with the tests' strict inflater).</summary>
     [StructLayout(LayoutKind.Sequential)]
-    private struct ZStream
+    internal struct ZStream
     {
         public byte* NextIn;
         public byte* NextOut;

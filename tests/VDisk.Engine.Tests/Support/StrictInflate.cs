@@ -2,29 +2,20 @@
 // further back than the window is rejected ("invalid distance too far back"), as a reader that inflates
 // cluster data piecewise with QEMU's windowBits -12 would reject it.
 using System.Runtime.InteropServices;
+using VDisk.Engine.Compression;
+using ZStream = VDisk.Engine.Compression.NativeDeflate.ZStream;
 
 namespace VDisk.Engine.Tests.Support;
 
 public static unsafe partial class StrictInflate
 {
-    [StructLayout(LayoutKind.Sequential)]
-    private struct ZStream
-    {
-        public byte* NextIn;
-        public byte* NextOut;
-        public nint Message;
-        public nint InternalState;
-        public uint AvailIn;
-        public uint AvailOut;
-    }
-
-    [LibraryImport("System.IO.Compression.Native", EntryPoint = "CompressionNative_InflateInit2_")]
+    [LibraryImport(NativeDeflate.Library, EntryPoint = "CompressionNative_InflateInit2_")]
     private static partial int InflateInit2(ZStream* stream, int windowBits);
 
-    [LibraryImport("System.IO.Compression.Native", EntryPoint = "CompressionNative_Inflate")]
+    [LibraryImport(NativeDeflate.Library, EntryPoint = "CompressionNative_Inflate")]
     private static partial int Inflate(ZStream* stream, int flush);
 
-    [LibraryImport("System.IO.Compression.Native", EntryPoint = "CompressionNative_InflateEnd")]
+    [LibraryImport(NativeDeflate.Library, EntryPoint = "CompressionNative_InflateEnd")]
     private static partial int InflateEnd(ZStream* stream);
 
     /// <summary>Returns the inflated bytes, or throws naming zlib's error.</summary>
