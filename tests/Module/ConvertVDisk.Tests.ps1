@@ -561,3 +561,36 @@ Describe 'Convert-VDisk outputs, checked by qemu-img' {
         $err[0].Exception.Message | Should -Match 'before-upgrade'
     }
 }
+
+Describe 'Convert-VDisk and images a VM has open' {
+    BeforeEach {
+        $folder = New-TestFolder
+        Push-Location -LiteralPath $folder
+    }
+    AfterEach { Pop-Location }
+
+    It 'refuses an image qemu holds for writing with ImageInUse, while Get-VDisk still reads it' -Skip:$SkipQemu {
+        Assert-QemuImg
+        $null = Invoke-QemuImg @('create', '-q', '-f', 'qcow2', 'running.qcow2', '8M')
+        # qemu-io keeps the image open for writing, with QEMU's locks, as a running VM does; its first command's
+        # report means the image is open and locked.
+        # (stdbuf: qemu-io's stdout is a pipe here, and the report must not wait in a buffer until it exits.)
+        $start = [System.Diagnostics.ProcessStartInfo]::new('stdbuf')
+        foreach ($argument in '-oL', 'qemu-io', '-f', 'qcow2', '-c', 'write -P 1 0 4k', '-c', 'sleep 20000', (Join-Path $folder 'running.qcow2')) { $start.ArgumentList.Add($argument) }
+        $start.RedirectStandardOutput = $true
+        $holder = [System.Diagnostics.Process]::Start($start)
+        try {
+            $holder.StandardOutput.ReadLine() | Should -Match '^wrote'
+            Convert-VDisk running.qcow2 copy.raw -ErrorVariable err -ErrorAction SilentlyContinue
+            $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'ImageInUse' 'Convert-VDisk')
+            $err[0].CategoryInfo.Category | Should -Be 'ResourceUnavailable'
+            $err[0].TargetObject | Should -Be (Join-Path $folder 'running.qcow2')
+            'copy.raw' | Should -Not -Exist
+            (Get-VDisk running.qcow2).VirtualSize | Should -Be 8MB
+        }
+        finally {
+            $holder.Kill()
+            $holder.WaitForExit()
+        }
+    }
+}

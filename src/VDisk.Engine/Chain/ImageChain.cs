@@ -33,7 +33,9 @@ public static class ImageChain
         {
             if (options.Snapshot != null && options.Writable)
                 throw VDiskException.Invalid(path, $"{path}: an internal snapshot can only be opened read-only.");
-            foreach (var layer in Walk(path, options.Format, options.Writable, options.CacheMode, options.BackingCacheMode, options.Snapshot))
+            if (options.ForceShare && options.Writable)
+                throw VDiskException.Invalid(path, $"{path}: force-share (no locking) is only allowed for reading.");
+            foreach (var layer in Walk(path, options.Format, options.Writable, options.CacheMode, options.BackingCacheMode, options.Snapshot, options.ForceShare))
             {
                 layers.Add(layer);
                 if (!options.OpenBacking) break;
@@ -56,7 +58,7 @@ public static class ImageChain
     /// <see cref="MaxDepth"/> throws a <see cref="VDiskException"/> naming the chain found so far.
     /// </summary>
     public static IEnumerable<ChainLayer> Walk(string path, ImageFormat? format = null, bool writableTop = false,
-        CacheMode topCache = CacheMode.Writeback, CacheMode backingCache = CacheMode.Writeback, string? topSnapshot = null)
+        CacheMode topCache = CacheMode.Writeback, CacheMode backingCache = CacheMode.Writeback, string? topSnapshot = null, bool forceShare = false)
     {
         var seen = new List<string>();
         string current = System.IO.Path.GetFullPath(path);
@@ -72,7 +74,7 @@ public static class ImageChain
             if (depth > 0 && !File.Exists(current))
                 throw new VDiskException(VDiskErrorKind.BackingMissing, seen[^1],
                     $"{seen[^1]}: backing file '{current}' not found (chain: {Describe(seen, current)}).");
-            var driver = OpenFile(current, currentFormat, depth == 0 && writableTop, depth == 0 ? topCache : backingCache, depth == 0 ? topSnapshot : null);
+            var driver = OpenFile(current, currentFormat, depth == 0 && writableTop, depth == 0 ? topCache : backingCache, depth == 0 ? topSnapshot : null, forceShare);
             seen.Add(current);
             yield return new ChainLayer(depth, current, driver);
             if (driver.Backing is not { } backing) yield break;
@@ -82,7 +84,8 @@ public static class ImageChain
     }
 
     /// <summary>Opens one image file without its backing chain.</summary>
-    public static IImageDriver OpenFile(string path, ImageFormat? format, bool writable, CacheMode cache = CacheMode.Writeback, string? snapshot = null)
+    public static IImageDriver OpenFile(string path, ImageFormat? format, bool writable, CacheMode cache = CacheMode.Writeback,
+        string? snapshot = null, bool forceShare = false)
     {
         path = System.IO.Path.GetFullPath(path);
         if (Directory.Exists(path))
@@ -92,7 +95,7 @@ public static class ImageChain
         IStorage storage;
         try
         {
-            storage = FileStorage.Open(path, writable, cache);
+            storage = FileStorage.Open(path, writable, cache, forceShare && !writable ? ImageLockMode.None : null);
             if (writable && WritableStorageWrapper.Value is { } wrap) storage = wrap(storage);
         }
         catch (UnauthorizedAccessException e)

@@ -21,6 +21,12 @@ public sealed record OpenOptions
     /// <summary>Open the state of this internal snapshot (id or name) of the top image instead of its current state; read-only.</summary>
     public string? Snapshot { get; init; }
 
+    /// <summary>
+    /// Read without locking and without checking other processes' locks, like qemu-img's -U (force share): for
+    /// inspecting images a running VM has open. The content may be changing underneath; only for read-only opens.
+    /// </summary>
+    public bool ForceShare { get; init; }
+
     /// <summary>Read-only, whole chain, writeback.</summary>
     public static OpenOptions ReadOnly { get; } = new();
 }

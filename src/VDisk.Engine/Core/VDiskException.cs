@@ -29,6 +29,8 @@ public enum VDiskErrorKind
     IoError,
     /// <summary>The image has no internal snapshot with the requested id or name.</summary>
     SnapshotNotFound,
+    /// <summary>Another process (a running virtual machine) holds a conflicting lock on the image.</summary>
+    InUse,
 }
 
 /// <summary>An engine failure with a kind and the path of the file concerned.</summary>

@@ -106,7 +106,7 @@ public sealed class VirtualDisk : IDisposable
             }
             WriteZeroBytes(offset, alignedStart - offset);
             long pos = alignedStart;
-            while (pos < alignedEnd)
+            while (pos < alignedEnd && pos < Length) // the last cluster may end past the disk: it counts as whole
             {
                 long done = Driver.ZeroClusters(pos, alignedEnd - pos, unmap);
                 if (done <= 0)

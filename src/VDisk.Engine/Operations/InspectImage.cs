@@ -45,10 +45,10 @@ public sealed record ChainNodeInfo
 /// <summary>Reads image information without changing anything.</summary>
 public static class InspectImage
 {
-    /// <summary>Information about the image at <paramref name="path"/>.</summary>
+    /// <summary>Information about the image at <paramref name="path"/>. Reads without locking (like qemu-img info -U), so images of running VMs can be inspected.</summary>
     public static ImageInfo Run(string path, ImageFormat? format = null, CancellationToken cancel = default)
     {
-        using var driver = ImageChain.OpenFile(path, format, writable: false);
+        using var driver = ImageChain.OpenFile(path, format, writable: false, forceShare: true);
         string full = System.IO.Path.GetFullPath(path);
         int depth = 0;
         string? problem = null;
@@ -56,7 +56,7 @@ public static class InspectImage
         {
             try
             {
-                foreach (var layer in ImageChain.Walk(full, format))
+                foreach (var layer in ImageChain.Walk(full, format, forceShare: true))
                 {
                     layer.Driver.Dispose();
                     cancel.ThrowIfCancellationRequested();
@@ -85,11 +85,11 @@ public static class InspectImage
         };
     }
 
-    /// <summary>One node per layer of the chain, top first. Throws when the chain is broken, naming the chain so far.</summary>
+    /// <summary>One node per layer of the chain, top first (read without locking). Throws when the chain is broken, naming the chain so far.</summary>
     public static IReadOnlyList<ChainNodeInfo> Chain(string path, ImageFormat? format = null, CancellationToken cancel = default)
     {
         var nodes = new List<ChainNodeInfo>();
-        foreach (var layer in ImageChain.Walk(path, format))
+        foreach (var layer in ImageChain.Walk(path, format, forceShare: true))
         {
             using var driver = layer.Driver;
             nodes.Add(new ChainNodeInfo

@@ -32,13 +32,37 @@ public sealed class FileStorage : IStorage
     /// <inheritdoc/>
     public long Length => RandomAccess.GetLength(_handle);
 
-    /// <summary>Opens an existing file.</summary>
-    public static FileStorage Open(string path, bool write, CacheMode mode = CacheMode.Writeback)
-        => OpenCore(path, FileMode.Open, write, mode);
+    /// <summary>The QEMU-compatible lock the file was opened with (files that belong to it, like VMDK extents, take the same).</summary>
+    public ImageLockMode LockMode { get; private set; }
+
+    /// <summary>
+    /// Opens an existing file, locked the way QEMU locks images: for consistent reads, or for writing when
+    /// <paramref name="write"/> (see <see cref="ImageLockMode"/>; <paramref name="lockMode"/> overrides).
+    /// </summary>
+    public static FileStorage Open(string path, bool write, CacheMode mode = CacheMode.Writeback, ImageLockMode? lockMode = null)
+    {
+        var storage = OpenCore(path, FileMode.Open, write, mode);
+        try
+        {
+            storage.LockMode = lockMode ?? (write ? ImageLockMode.Write : ImageLockMode.Read);
+            ImageLocks.Acquire(storage._handle, path, storage.LockMode);
+            return storage;
+        }
+        catch
+        {
+            storage.Dispose();
+            throw;
+        }
+    }
 
     /// <summary>Creates a new empty file; fails if it exists unless <paramref name="overwrite"/>.</summary>
     public static FileStorage Create(string path, bool overwrite, CacheMode mode = CacheMode.Writeback)
-        => OpenCore(path, overwrite ? FileMode.Create : FileMode.CreateNew, true, mode);
+    {
+        var storage = OpenCore(path, overwrite ? FileMode.Create : FileMode.CreateNew, true, mode);
+        storage.LockMode = ImageLockMode.Write;
+        ImageLocks.Acquire(storage._handle, path, storage.LockMode);
+        return storage;
+    }
 
     private static FileStorage OpenCore(string path, FileMode fileMode, bool write, CacheMode mode)
     {

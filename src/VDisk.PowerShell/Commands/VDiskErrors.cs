@@ -30,6 +30,7 @@ internal static class VDiskErrors
         VDiskErrorKind.InvalidArgument => ("InvalidArgument", ErrorCategory.InvalidArgument),
         VDiskErrorKind.IoError => ("IOError", ErrorCategory.WriteError),
         VDiskErrorKind.SnapshotNotFound => ("SnapshotNotFound", ErrorCategory.ObjectNotFound),
+        VDiskErrorKind.InUse => ("ImageInUse", ErrorCategory.ResourceUnavailable),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "VDiskErrors.Classify has no entry for this kind."),
     };
 

@@ -71,7 +71,8 @@ public sealed class VmdkDriver : IImageDriver, ICompressedClusterWriter
     /// </summary>
     public static VmdkDriver Open(IStorage storage, bool writable)
     {
-        var layout = VmdkOpener.Open(storage, writable, (path, write) => OpenExtentFile(path, write, storage.CacheMode));
+        var extentLocks = storage is FileStorage file ? file.LockMode : (ImageLockMode?)null;
+        var layout = VmdkOpener.Open(storage, writable, (path, write) => OpenExtentFile(path, write, storage.CacheMode, extentLocks));
         var driver = new VmdkDriver(storage, layout, writable);
         if (!writable) return driver;
         try
@@ -205,11 +206,11 @@ public sealed class VmdkDriver : IImageDriver, ICompressedClusterWriter
         }
     }
 
-    private static IStorage OpenExtentFile(string path, bool writable, CacheMode cache)
+    private static IStorage OpenExtentFile(string path, bool writable, CacheMode cache, ImageLockMode? locks)
     {
         try
         {
-            return FileStorage.Open(path, writable, cache);
+            return FileStorage.Open(path, writable, cache, locks);
         }
         catch (UnauthorizedAccessException e)
         {
