@@ -1,94 +1,94 @@
-// qcow2 guest-to-host mapping (qcow2.rst "Cluster mapping"): the L1 table (held in memory) and L2
-// tables (bounded cache), lookups that return whole contiguous runs, and entry updates with
-// copy-on-write of shared L2 tables. Replaced clusters are queued for freeing, never freed at once.
+// qcow2 guest-to-host mapping (qcow2.rst "Cluster mapping"): one L1 table (the active one, or a snapshot's for a
+// read-only view) over the shared L2 cache; lookups that return whole contiguous runs; entry updates with
+// copy-on-write of L2 tables shared with snapshots. Every update declares its write order before it changes
+// anything: the L2 table waits for the counts and the guest data of clusters it starts pointing at, the L1
+// table for a new L2 table, and counts that drop wait for the table that stopped pointing at the cluster.
 using System.Buffers.Binary;
 using VDisk.Engine.Core;
 using VDisk.Engine.Storage;
 
 namespace VDisk.Engine.Formats.Qcow2;
 
-/// <summary>L1/L2 tables of one qcow2 image. Not thread-safe: the driver holds its lock.</summary>
+/// <summary>The mapping of one L1 table. Not thread-safe: the image holds its lock.</summary>
 internal sealed class Qcow2ClusterMap
 {
-    private readonly IStorage _storage;
-    private readonly Qcow2Header _header;
-    private readonly Qcow2Refcounts _refcounts;
-    private readonly TableCache _l2;
-    private readonly ulong[] _l1;
-    private readonly long _l1Offset;
-    private readonly SortedSet<int> _dirtyL1Sectors = new();
-    private readonly int _clusterBits;
-    private readonly int _l2Bits;
+    private readonly string _path;
+    private readonly int _version;
+    private readonly Qcow2Geometry _geometry;
+    private readonly Qcow2MetadataCache _l2;
+    private readonly Qcow2Refcounts? _refcounts;
+    private readonly Qcow2OverlapGuard _guard;
+    private readonly Qcow2DataWrites _data;
+    private readonly bool _lazyRefcounts;
 
-    // l1Offset/l1Size: the header's L1 table, or an internal snapshot's (read-only views).
-    public Qcow2ClusterMap(IStorage storage, Qcow2Header header, Qcow2Refcounts refcounts, long l1Offset, int l1Size,
-        int l2CacheCapacity, Action writeBackBeforeL2)
+    /// <summary>A map over <paramref name="l1"/>; <paramref name="refcounts"/> is null for a read-only view (a snapshot), which refuses updates.</summary>
+    public Qcow2ClusterMap(string path, Qcow2Header header, Qcow2PointerTable l1, Qcow2MetadataCache l2,
+        Qcow2Refcounts? refcounts, Qcow2OverlapGuard guard, Qcow2DataWrites data)
     {
-        _storage = storage;
-        _header = header;
+        _path = path;
+        _version = header.Version;
+        _geometry = new Qcow2Geometry(header.ClusterBits);
+        _lazyRefcounts = header.LazyRefcounts;
+        L1 = l1;
+        _l2 = l2;
         _refcounts = refcounts;
-        _clusterBits = header.ClusterBits;
-        _l2Bits = header.ClusterBits - 3;
-        _l2 = new TableCache(storage, header.ClusterSize, l2CacheCapacity, writeBackBeforeL2);
-        _l1Offset = l1Offset;
-        _l1 = ReadL1(l1Offset, l1Size);
+        _guard = guard;
+        _data = data;
     }
 
-    private long ClusterSize => 1L << _clusterBits;
-    private int L2Entries => 1 << _l2Bits;
-
-    /// <summary>True when L1 or L2 changes wait to be written.</summary>
-    public bool HasDirty => _l2.HasDirty || _dirtyL1Sectors.Count > 0;
+    /// <summary>The L1 table this map reads.</summary>
+    public Qcow2PointerTable L1 { get; }
 
     /// <summary>The L2 entry of a guest cluster (0 when its L2 table is not allocated).</summary>
     public ulong Entry(long guestCluster)
     {
-        long l2Offset = L2Offset(guestCluster >> _l2Bits);
-        return l2Offset == 0 ? 0 : Read(_l2.Get(l2Offset), (int)(guestCluster & (L2Entries - 1)));
+        var table = L2Of(_geometry.L1Index(guestCluster));
+        return table.IsNone ? 0 : Read(_l2.Get(table), _geometry.L2Index(guestCluster));
     }
 
-    /// <summary>The run starting at <paramref name="guestOffset"/>, within one L2 table's reach.</summary>
-    public Mapping Map(long guestOffset, long maxLength)
+    /// <summary>The run starting at <paramref name="offset"/>, within one L2 table's reach; data lives in <paramref name="dataStorage"/>.</summary>
+    public Mapping Map(GuestOffset offset, long maxLength, IStorage dataStorage)
     {
-        long cluster = guestOffset >> _clusterBits;
-        long l1Index = cluster >> _l2Bits;
-        int index = (int)(cluster & (L2Entries - 1));
-        long reach = Math.Min(maxLength, ((l1Index + 1) << (_l2Bits + _clusterBits)) - guestOffset);
-        long l2Offset = L2Offset(l1Index);
-        if (l2Offset == 0) return new Mapping(ExtentKind.Unallocated, reach);
+        long cluster = _geometry.GuestCluster(offset);
+        long l1Index = _geometry.L1Index(cluster);
+        int index = _geometry.L2Index(cluster);
+        long reach = Math.Min(maxLength, (l1Index + 1) * _geometry.BytesPerL2 - offset.Value);
+        var tableOffset = L2Of(l1Index);
+        if (tableOffset.IsNone) return new Mapping(ExtentKind.Unallocated, reach);
 
-        var table = _l2.Get(l2Offset);
+        var table = _l2.Get(tableOffset);
         ulong first = Read(table, index);
-        var kind = Qcow2Entries.Classify(first, _header.Version);
-        long length = ClusterSize - (guestOffset & (ClusterSize - 1));
+        var kind = Qcow2Entries.Classify(first, _version);
+        long length = _geometry.ClusterSize - _geometry.OffsetInCluster(offset);
         switch (kind)
         {
             case L2EntryKind.Compressed:
                 return new Mapping(ExtentKind.Compressed, Math.Min(length, reach));
             case L2EntryKind.Normal:
             {
-                long host = DataOffset(first, cluster);
-                bool writable = (first & Qcow2Entries.Copied) != 0 && (_l1[l1Index] & Qcow2Entries.Copied) != 0;
-                for (int i = index + 1; length < reach && i < L2Entries; i++)
+                var host = DataOffset(first, cluster);
+                bool copied = (first & Qcow2Entries.Copied) != 0;
+                for (int i = index + 1; length < reach && i < _geometry.L2Entries; i++)
                 {
                     ulong next = Read(table, i);
-                    if (Qcow2Entries.Classify(next, _header.Version) != L2EntryKind.Normal
-                        || (long)(next & Qcow2Entries.OffsetMask) != host + ((long)(i - index) << _clusterBits)
-                        || ((next & Qcow2Entries.Copied) != 0) != ((first & Qcow2Entries.Copied) != 0))
+                    if (Qcow2Entries.Classify(next, _version) != L2EntryKind.Normal
+                        || (long)(next & Qcow2Entries.OffsetMask) != host.Value + ((long)(i - index) << _geometry.ClusterBits)
+                        || ((next & Qcow2Entries.Copied) != 0) != copied)
                         break;
-                    length += ClusterSize;
+                    length += _geometry.ClusterSize;
                 }
-                return new Mapping(ExtentKind.Data, Math.Min(length, reach), _storage, host + (guestOffset & (ClusterSize - 1)), writable);
+                bool writable = copied && (L1[l1Index] & Qcow2Entries.Copied) != 0 && _refcounts != null;
+                return new Mapping(ExtentKind.Data, Math.Min(length, reach), dataStorage, host.Value + _geometry.OffsetInCluster(offset), writable);
             }
             default:
             {
                 bool zero = kind != L2EntryKind.Unallocated;
-                for (int i = index + 1; length < reach && i < L2Entries; i++)
+                for (int i = index + 1; length < reach && i < _geometry.L2Entries; i++)
                 {
-                    var next = Qcow2Entries.Classify(Read(table, i), _header.Version);
+                    var next = Qcow2Entries.Classify(Read(table, i), _version);
                     if ((next is L2EntryKind.Zero or L2EntryKind.ZeroAllocated) != zero || next is L2EntryKind.Normal or L2EntryKind.Compressed)
                         break;
-                    length += ClusterSize;
+                    length += _geometry.ClusterSize;
                 }
                 return new Mapping(zero ? ExtentKind.Zero : ExtentKind.Unallocated, Math.Min(length, reach));
             }
@@ -97,125 +97,110 @@ internal sealed class Qcow2ClusterMap
 
     /// <summary>
     /// Replaces the L2 entries of <paramref name="count"/> guest clusters from <paramref name="firstCluster"/> with
-    /// <paramref name="newEntry"/>(cluster, old entry). Clusters the old entries used and the new ones do not are
-    /// queued for freeing. Tables whose L1 entry is empty are skipped when the new entry of an empty one is 0.
+    /// <paramref name="newEntry"/>(guest cluster, old entry). Clusters the old entries used and the new ones do not
+    /// lose a reference. Tables whose L1 entry is empty are skipped when the new entry of an empty one is 0.
     /// </summary>
     public void Update(long firstCluster, long count, Func<long, ulong, ulong> newEntry)
     {
+        var refcounts = _refcounts ?? throw new InvalidOperationException("a snapshot view cannot be changed");
         long cluster = firstCluster, end = firstCluster + count;
         while (cluster < end)
         {
-            long l1Index = cluster >> _l2Bits;
-            long tableEnd = Math.Min(end, (l1Index + 1) << _l2Bits);
-            if (L2Offset(l1Index) == 0 && newEntry(cluster, 0) == 0)
+            long l1Index = _geometry.L1Index(cluster);
+            long tableEnd = Math.Min(end, (l1Index + 1) << _geometry.L2Bits);
+            if (L2Of(l1Index).IsNone && newEntry(cluster, 0) == 0)
             {
                 cluster = tableEnd;
                 continue;
             }
-            long l2Offset = WritableL2(l1Index);
-            var table = _l2.Get(l2Offset);
-            bool changed = false;
+            var tableOffset = WritableL2(l1Index, refcounts);
+            bool ordered = false;
             for (; cluster < tableEnd; cluster++)
             {
-                int index = (int)(cluster & (L2Entries - 1));
+                var table = _l2.Get(tableOffset);
+                int index = _geometry.L2Index(cluster);
                 ulong old = Read(table, index);
                 ulong updated = newEntry(cluster, old);
                 if (updated == old) continue;
+                if (!ordered && AddsReference(old, updated))
+                {
+                    if (!_lazyRefcounts) refcounts.MustPrecede(_l2);
+                    _l2.DependOn(_data);
+                    ordered = true;
+                    table = _l2.Get(tableOffset);
+                }
                 Write(table, index, updated);
-                changed = true;
-                ReleaseIfReplaced(old, updated);
+                _l2.MarkDirty(tableOffset);
+                Release(old, updated, refcounts);
             }
-            if (changed) _l2.MarkDirty(l2Offset);
         }
-    }
-
-    /// <summary>Writes dirty L2 tables, then (after a barrier from the caller if needed) the dirty parts of L1.</summary>
-    public void WriteBackL2() => _l2.WriteBack();
-
-    /// <summary>Writes the dirty 512-byte sectors of the L1 table.</summary>
-    public void WriteBackL1()
-    {
-        Span<byte> sector = stackalloc byte[512];
-        foreach (int s in _dirtyL1Sectors)
-        {
-            int firstEntry = s * 64;
-            int entries = Math.Min(64, _l1.Length - firstEntry);
-            sector.Clear();
-            for (int i = 0; i < entries; i++) BinaryPrimitives.WriteUInt64BigEndian(sector[(i * 8)..], _l1[firstEntry + i]);
-            _storage.WriteAt(_l1Offset + s * 512L, sector[..(entries * 8)]);
-        }
-        _dirtyL1Sectors.Clear();
     }
 
     /// <summary>Host offsets of all allocated L2 tables.</summary>
-    public IEnumerable<long> L2TableOffsets()
-    {
-        for (long i = 0; i < _l1.Length; i++)
-            if (L2Offset(i) is var o and not 0) yield return o;
-    }
+    public IEnumerable<HostOffset> L2Tables() => L1.Targets(_geometry, _path).Select(t => t.Target);
 
     // The L2 table for an L1 index, allocated or copied (when shared with a snapshot) so it may be changed.
-    private long WritableL2(long l1Index)
+    private HostOffset WritableL2(long l1Index, Qcow2Refcounts refcounts)
     {
-        ulong l1Entry = _l1[l1Index];
-        long current = L2Offset(l1Index);
-        if (current != 0 && (l1Entry & Qcow2Entries.Copied) != 0) return current;
-        var (offset, _) = _refcounts.Allocate(1);
-        if (current == 0)
+        var current = L2Of(l1Index);
+        if (!current.IsNone && (L1[l1Index] & Qcow2Entries.Copied) != 0) return current;
+        var (offset, _) = refcounts.Allocate(1);
+        _guard.SetL2Table(offset, true);
+        if (current.IsNone) _l2.Create(offset);
+        else _l2.Create(offset, _l2.Get(current));
+        if (!_lazyRefcounts) refcounts.MustPrecede(_l2);
+        L1.DependOn(_l2);
+        L1.Set(l1Index, (ulong)offset.Value | Qcow2Entries.Copied);
+        if (!current.IsNone)
         {
-            _l2.Create(offset);
+            _guard.SetL2Table(current, false);
+            refcounts.Decrement(current, _geometry.ClusterSize, dereferencedBy: L1);
         }
-        else
-        {
-            _l2.Create(offset, _l2.Get(current));
-            _refcounts.QueueFree(current, ClusterSize);
-        }
-        _l1[l1Index] = (ulong)offset | Qcow2Entries.Copied;
-        _dirtyL1Sectors.Add((int)(l1Index / 64));
         return offset;
     }
 
-    private void ReleaseIfReplaced(ulong old, ulong updated)
+    // True when the new entry points at host space the old one did not.
+    private bool AddsReference(ulong old, ulong updated)
     {
-        switch (Qcow2Entries.Classify(old, _header.Version))
+        var (newStart, _) = HostExtent(updated);
+        return !newStart.IsNone && newStart != HostExtent(old).Start;
+    }
+
+    private void Release(ulong old, ulong updated, Qcow2Refcounts refcounts)
+    {
+        var (start, length) = HostExtent(old);
+        if (start.IsNone) return;
+        var (newStart, newLength) = HostExtent(updated);
+        if (newStart == start && newLength == length) return;
+        if (_guard.Find(start, length, Qcow2MetadataKind.None) is var hit and not Qcow2MetadataKind.None)
+            throw VDiskException.Corrupt(_path, $"an L2 entry points into metadata ({hit}) at host offset 0x{start.Value:x}.");
+        refcounts.Decrement(start, length, dereferencedBy: _l2);
+    }
+
+    // The host bytes an L2 entry holds a reference to (standard clusters, allocated zero clusters, compressed data).
+    private (HostOffset Start, long Length) HostExtent(ulong entry)
+    {
+        switch (Qcow2Entries.Classify(entry, _version))
         {
             case L2EntryKind.Normal:
             case L2EntryKind.ZeroAllocated:
-                long offset = (long)(old & Qcow2Entries.OffsetMask);
-                if ((updated & Qcow2Entries.CompressedFlag) != 0 || (long)(updated & Qcow2Entries.OffsetMask) != offset)
-                    _refcounts.QueueFree(offset, ClusterSize);
-                break;
+                return (new HostOffset((long)(entry & Qcow2Entries.OffsetMask)), _geometry.ClusterSize);
             case L2EntryKind.Compressed:
-                var (start, length) = Qcow2Entries.CompressedExtent(old, _clusterBits);
-                _refcounts.QueueFree(start, length);
-                break;
+                var (offset, length) = Qcow2Entries.CompressedExtent(entry, _geometry.ClusterBits);
+                return (new HostOffset(offset), length);
+            default:
+                return (HostOffset.None, 0);
         }
     }
 
-    private long L2Offset(long l1Index)
-    {
-        if (l1Index >= _l1.Length) return 0;
-        long offset = (long)(_l1[l1Index] & Qcow2Entries.OffsetMask);
-        if ((offset & (ClusterSize - 1)) != 0)
-            throw VDiskException.Corrupt(_storage.Name, $"L1 entry {l1Index} points to an L2 table at unaligned offset 0x{offset:x}.");
-        return offset;
-    }
+    private HostOffset L2Of(long l1Index) => l1Index < L1.Count ? L1.TargetOf(l1Index, _geometry, _path) : HostOffset.None;
 
-    private long DataOffset(ulong entry, long guestCluster)
+    private HostOffset DataOffset(ulong entry, long guestCluster)
     {
-        long offset = (long)(entry & Qcow2Entries.OffsetMask);
-        if ((offset & (ClusterSize - 1)) != 0)
-            throw VDiskException.Corrupt(_storage.Name, $"L2 entry for guest offset 0x{guestCluster << _clusterBits:x} points to unaligned host offset 0x{offset:x}.");
+        var offset = new HostOffset((long)(entry & Qcow2Entries.OffsetMask));
+        if (!_geometry.IsAligned(offset))
+            throw VDiskException.Corrupt(_path, $"L2 entry for guest offset 0x{guestCluster << _geometry.ClusterBits:x} points to unaligned host offset 0x{offset.Value:x}.");
         return offset;
-    }
-
-    private ulong[] ReadL1(long offset, int size)
-    {
-        var raw = new byte[(long)size * 8];
-        _storage.ReadAt(offset, raw);
-        var l1 = new ulong[size];
-        for (int i = 0; i < l1.Length; i++) l1[i] = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(i * 8));
-        return l1;
     }
 
     private static ulong Read(byte[] table, int index) => BinaryPrimitives.ReadUInt64BigEndian(table.AsSpan(index * 8));

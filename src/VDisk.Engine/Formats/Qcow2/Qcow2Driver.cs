@@ -1,6 +1,5 @@
-// The qcow2 driver (qcow2.rst): opening with feature checks, mapping answers, allocation and linking
-// in the safe write order (refcounts, barrier, L2, L1, barrier, then frees), zero clusters,
-// compressed reads, and the dirty bit for lazy refcounts.
+// The qcow2 driver (qcow2.rst): a thin adapter that answers the engine's mapping questions from the metadata
+// core (Qcow2Image), checks features on open, and reads compressed clusters. It changes no metadata itself.
 using VDisk.Engine.Core;
 using VDisk.Engine.Storage;
 
@@ -9,120 +8,108 @@ namespace VDisk.Engine.Formats.Qcow2;
 /// <summary>A qcow2 image, version 2 or 3. Thread-safe: metadata access is serialised, data I/O is not.</summary>
 public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
 {
-    private const long L2CacheBytes = 32L << 20;
-    private const long RefcountCacheBytes = 4L << 20;
-    private readonly object _lock = new();
-    private readonly Qcow2Header _header;
-    private readonly Qcow2Refcounts _refcounts;
+    private readonly Qcow2Image _image;
     private readonly Qcow2ClusterMap _map;
-    private readonly bool _writable;
+    private readonly Qcow2Snapshot? _view;
     private readonly IReadOnlyDictionary<(byte, byte), string> _featureNames;
     private readonly ThreadLocal<(long HostOffset, byte[]? Data)> _lastInflated = new(() => (-1, null));
-    private readonly Qcow2Snapshot? _view;
-    private bool _setDirtyBit;
     private bool _disposed;
 
-    private Qcow2Driver(IStorage storage, Qcow2Header header, bool writable, Qcow2Snapshot? view, long l2CacheBytes, long refcountCacheBytes)
+    private Qcow2Driver(Qcow2Image image, Qcow2Snapshot? view)
     {
-        Storage = storage;
-        _header = header;
-        _writable = writable;
+        _image = image;
         _view = view;
-        _featureNames = header.Extensions.FirstOrDefault(e => e.Type == Qcow2HeaderExtension.FeatureNameTableType)?.FeatureNames()
+        _map = view is null ? image.Active : image.SnapshotView(view);
+        _featureNames = Header.Extensions.FirstOrDefault(e => e.Type == Qcow2HeaderExtension.FeatureNameTableType)?.FeatureNames()
             ?? Qcow2Features.NameTable.ToDictionary(t => (t.Type, t.Bit), t => t.Name);
-        _refcounts = new Qcow2Refcounts(storage, header, (int)(refcountCacheBytes / header.ClusterSize));
-        _map = new Qcow2ClusterMap(storage, header, _refcounts, view?.L1TableOffset ?? header.L1TableOffset, view?.L1Size ?? header.L1Size,
-            (int)(l2CacheBytes / header.ClusterSize), WriteBackBeforeL2);
     }
 
     /// <inheritdoc/>
     public ImageFormat Format => ImageFormat.Qcow2;
     /// <inheritdoc/>
-    public IStorage Storage { get; }
+    public IStorage Storage => _image.Storage;
     /// <inheritdoc/>
-    public long VirtualSize => _view?.DiskSize ?? _header.Size;
+    public long VirtualSize => _view?.DiskSize ?? Header.Size;
     /// <inheritdoc/>
-    public int ClusterSize => _header.ClusterSize;
+    public int ClusterSize => Header.ClusterSize;
     /// <summary>The parsed header (read-only use).</summary>
-    public Qcow2Header Header => _header;
+    public Qcow2Header Header => _image.Header;
+    /// <summary>The metadata core (for tests and the operations built on it).</summary>
+    internal Qcow2Image Image => _image;
 
     /// <summary>The internal snapshots stored in the image, read from its snapshot table.</summary>
-    public IReadOnlyList<Qcow2Snapshot> Snapshots
-    {
-        get { lock (_lock) return Qcow2SnapshotTable.Read(Storage, _header); }
-    }
+    public IReadOnlyList<Qcow2Snapshot> Snapshots => _image.Snapshots();
 
     /// <inheritdoc/>
-    public BackingReference? Backing => _header.BackingFile is { } name
-        ? new BackingReference(name, FormatProbe.ParseName(_header.BackingFormat))
+    public BackingReference? Backing => Header.BackingFile is { } name
+        ? new BackingReference(name, FormatProbe.ParseName(Header.BackingFormat))
         : null;
 
     /// <inheritdoc/>
     public FormatDetails Details => new()
     {
-        Compat = _header.Compat,
-        ClusterSize = _header.ClusterSize,
-        RefcountBits = _header.RefcountBits,
-        LazyRefcounts = _header.LazyRefcounts,
-        CompressionType = _header.CompressionType,
-        Dirty = _header.IsDirty,
-        Corrupt = _header.IsCorrupt,
+        Compat = Header.Compat,
+        ClusterSize = Header.ClusterSize,
+        RefcountBits = Header.RefcountBits,
+        LazyRefcounts = Header.LazyRefcounts,
+        CompressionType = Header.CompressionType,
+        Dirty = Header.IsDirty,
+        Corrupt = Header.IsCorrupt,
         Encrypted = IsEncrypted,
-        SnapshotCount = _header.SnapshotCount,
-        UnknownFeatures = Qcow2Features.Describe(_header.IncompatibleFeatures & ~Qcow2Features.KnownIncompatible, 0, _featureNames)
-            .Concat(Qcow2Features.Describe(_header.CompatibleFeatures & ~Qcow2Features.LazyRefcounts, 1, _featureNames))
+        SnapshotCount = Header.SnapshotCount,
+        UnknownFeatures = Qcow2Features.Describe(Header.IncompatibleFeatures & ~Qcow2Features.KnownIncompatible, 0, _featureNames)
+            .Concat(Qcow2Features.Describe(Header.CompatibleFeatures & ~Qcow2Features.LazyRefcounts, 1, _featureNames))
             .ToArray(),
     };
 
-    private bool IsEncrypted => _header.CryptMethod != 0
-        || _header.Extensions.Any(e => e.Type == Qcow2HeaderExtension.FullDiskEncryptionType);
+    private bool IsEncrypted => Header.CryptMethod != 0
+        || Header.Extensions.Any(e => e.Type == Qcow2HeaderExtension.FullDiskEncryptionType);
 
     /// <summary>Opens a qcow2 image; the driver takes ownership of <paramref name="storage"/>.</summary>
-    public static Qcow2Driver Open(IStorage storage, bool writable) => Open(storage, writable, null, L2CacheBytes, RefcountCacheBytes);
+    public static Qcow2Driver Open(IStorage storage, bool writable) => Open(storage, writable, null, Qcow2CacheBudget.Default);
 
     /// <summary>Opens the state of an internal snapshot (by id or name), read-only.</summary>
-    public static Qcow2Driver OpenSnapshot(IStorage storage, string idOrName) => Open(storage, false, idOrName, L2CacheBytes, RefcountCacheBytes);
+    public static Qcow2Driver OpenSnapshot(IStorage storage, string idOrName) => Open(storage, false, idOrName, Qcow2CacheBudget.Default);
 
     /// <summary>Opens with explicit metadata cache budgets (tests use tiny ones to exercise eviction).</summary>
     internal static Qcow2Driver Open(IStorage storage, bool writable, long l2CacheBytes, long refcountCacheBytes)
-        => Open(storage, writable, null, l2CacheBytes, refcountCacheBytes);
+        => Open(storage, writable, null, new Qcow2CacheBudget(l2CacheBytes, refcountCacheBytes));
 
-    private static Qcow2Driver Open(IStorage storage, bool writable, string? snapshot, long l2CacheBytes, long refcountCacheBytes)
+    private static Qcow2Driver Open(IStorage storage, bool writable, string? snapshot, Qcow2CacheBudget budget)
     {
-        var first = new byte[4096];
-        storage.ReadAt(0, first);
-        int clusterBits = (int)Math.Clamp(Qcow2Header.U32(first, Qcow2Header.ClusterBitsOffset), 9, 21);
-        var cluster0 = new byte[Math.Max(first.Length, 1 << clusterBits)];
-        storage.ReadAt(0, cluster0);
-        var header = Qcow2Header.Parse(cluster0, storage.Name);
-        CheckFeatures(header, storage.Name, writable);
-        var view = snapshot is null ? null : Qcow2SnapshotTable.Find(Qcow2SnapshotTable.Read(storage, header), snapshot, storage.Name);
-        var driver = new Qcow2Driver(storage, header, writable && view is null, view, l2CacheBytes, refcountCacheBytes);
-        if (writable) driver.PrepareForWriting();
-        return driver;
+        Qcow2Image? image = null;
+        try
+        {
+            image = Qcow2Image.Open(storage, writable && snapshot is null, budget, h => CheckFeatures(h, storage.Name, writable && snapshot is null));
+            var view = snapshot is null ? null : Qcow2SnapshotTable.Find(image.Snapshots(), snapshot, storage.Name);
+            return new Qcow2Driver(image, view);
+        }
+        catch when (image != null)
+        {
+            image.Dispose();
+            throw;
+        }
     }
 
     /// <inheritdoc/>
     public Mapping Map(long guestOffset, long maxLength)
     {
         if (IsEncrypted) throw VDiskException.Unsupported(Storage.Name, "encrypted qcow2 images are not supported.");
-        lock (_lock) return _map.Map(guestOffset, maxLength);
+        return _image.Map(_map, new GuestOffset(guestOffset), maxLength);
     }
 
     /// <inheritdoc/>
     public void ReadCompressed(long guestOffset, Span<byte> destination)
     {
-        long cluster = guestOffset >> _header.ClusterBits;
-        ulong entry;
-        lock (_lock) entry = _map.Entry(cluster);
-        var (host, length) = Qcow2Entries.CompressedExtent(entry, _header.ClusterBits);
+        ulong entry = _image.Entry(_map, guestOffset >> Header.ClusterBits);
+        var (host, length) = Qcow2Entries.CompressedExtent(entry, Header.ClusterBits);
         var cached = _lastInflated.Value;
         if (cached.HostOffset != host || cached.Data is null)
         {
             var compressed = new byte[Math.Min(length, 2 * ClusterSize + 512)];
             Storage.ReadAt(host, compressed);
             var data = cached.Data ?? new byte[ClusterSize];
-            Qcow2Compression.Decompress(_header.CompressionType, compressed, data, Storage.Name, host);
+            Qcow2Compression.Decompress(Header.CompressionType, compressed, data, Storage.Name, host);
             _lastInflated.Value = cached = (host, data);
         }
         cached.Data.AsSpan((int)(guestOffset & (ClusterSize - 1)), destination.Length).CopyTo(destination);
@@ -131,43 +118,36 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
     /// <inheritdoc/>
     public HostRun Allocate(long guestOffset, long length)
     {
-        lock (_lock)
-        {
-            long clusters = Math.Max(1, (length + ClusterSize - 1) / ClusterSize);
-            var (offset, count) = _refcounts.Allocate(clusters);
-            return new HostRun(Storage, offset, count * ClusterSize);
-        }
+        long clusters = Math.Max(1, (length + ClusterSize - 1) / ClusterSize);
+        var (offset, count) = _image.AllocateClusters(clusters);
+        return new HostRun(_image.DataStorage, offset.Value, count * ClusterSize);
     }
 
     /// <inheritdoc/>
     public void Link(long guestOffset, HostRun run)
     {
-        lock (_lock)
-        {
-            long first = guestOffset >> _header.ClusterBits;
-            _map.Update(first, run.Length / ClusterSize,
-                (cluster, _) => (ulong)(run.Offset + ((cluster - first) << _header.ClusterBits)) | Qcow2Entries.Copied);
-        }
+        long first = guestOffset >> Header.ClusterBits;
+        int bits = Header.ClusterBits;
+        _image.UpdateEntries(first, run.Length / ClusterSize,
+            (cluster, _) => (ulong)(run.Offset + ((cluster - first) << bits)) | Qcow2Entries.Copied);
     }
 
     /// <inheritdoc/>
     public long ZeroClusters(long guestOffset, long length, bool unmap)
     {
-        lock (_lock)
-        {
-            bool hasBacking = _header.BackingFile != null;
-            if (_header.Version < 3 && hasBacking) return 0; // v2 cannot say "zero" over a backing file
-            long first = guestOffset >> _header.ClusterBits;
-            long count = (length + ClusterSize - 1) / ClusterSize;
-            _map.Update(first, count, (_, old) => ZeroEntry(old, unmap, hasBacking));
-            return length;
-        }
+        int version = Header.Version;
+        bool hasBacking = Header.BackingFile != null;
+        if (version < 3 && hasBacking) return 0; // v2 cannot say "zero" over a backing file
+        long first = guestOffset >> Header.ClusterBits;
+        long count = (length + ClusterSize - 1) / ClusterSize;
+        _image.UpdateEntries(first, count, (_, old) => ZeroEntry(old, version, unmap, hasBacking));
+        return length;
     }
 
-    private ulong ZeroEntry(ulong old, bool unmap, bool hasBacking)
+    private static ulong ZeroEntry(ulong old, int version, bool unmap, bool hasBacking)
     {
-        if (_header.Version < 3) return 0;
-        var kind = Qcow2Entries.Classify(old, _header.Version);
+        if (version < 3) return 0;
+        var kind = Qcow2Entries.Classify(old, version);
         bool inPlace = (old & Qcow2Entries.Copied) != 0;
         if (!unmap && inPlace && kind is L2EntryKind.Normal or L2EntryKind.ZeroAllocated)
             return (old & Qcow2Entries.OffsetMask) | Qcow2Entries.Copied | Qcow2Entries.ZeroFlag;
@@ -175,14 +155,7 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
     }
 
     /// <inheritdoc/>
-    public void Flush()
-    {
-        lock (_lock)
-        {
-            WriteMetadata();
-            Storage.Flush();
-        }
-    }
+    public void Flush() => _image.Flush();
 
     /// <summary>Reserves space for the whole disk as qemu-img's preallocation modes do (metadata, falloc, full).</summary>
     internal void Preallocate(Preallocation mode, IProgress<long>? progress, CancellationToken cancel)
@@ -193,8 +166,8 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
         {
             cancel.ThrowIfCancellationRequested();
             var run = Allocate(guest, Math.Min(total - guest, 256L << 20));
-            if (mode == Preallocation.Falloc) Storage.Preallocate(run.Offset, run.Length);
-            if (mode == Preallocation.Full) Raw.RawDriver.WriteZeroFill(Storage, run.Offset, run.Length, cancel);
+            if (mode == Preallocation.Falloc) run.Storage.Preallocate(run.Offset, run.Length);
+            if (mode == Preallocation.Full) Raw.RawDriver.WriteZeroFill(run.Storage, run.Offset, run.Length, cancel);
             Link(guest, run);
             guest += run.Length;
             progress?.Report(guest);
@@ -210,80 +183,14 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
         _disposed = true;
         try
         {
-            if (_writable)
-            {
-                lock (_lock)
-                {
-                    WriteMetadata();
-                    Barrier();
-                    if (_setDirtyBit) WriteIncompatibleFeatures(_header.IncompatibleFeatures & ~Qcow2Features.Dirty);
-                    Storage.Flush();
-                }
-            }
+            _image.Dispose();
         }
         finally
         {
             _lastInflated.Dispose();
             foreach (var compressor in _zstd.Values) compressor.Dispose();
             _zstd.Dispose();
-            Storage.Dispose();
         }
-    }
-
-    // Refcounts reach disk before any L2 table that points at their clusters.
-    private void WriteBackBeforeL2()
-    {
-        _refcounts.WriteBack();
-        Barrier();
-        _map.WriteBackL2();
-    }
-
-    // The whole safe order: refcounts, barrier, L2 tables, L1, barrier, then the queued frees.
-    private void WriteMetadata()
-    {
-        _refcounts.WriteBack();
-        if (_map.HasDirty)
-        {
-            Barrier();
-            _map.WriteBackL2();
-            _map.WriteBackL1();
-        }
-        if (_refcounts.HasPendingFrees)
-        {
-            Barrier();
-            _refcounts.ApplyPendingFrees();
-            _refcounts.WriteBack();
-        }
-    }
-
-    private void Barrier()
-    {
-        if (!_header.LazyRefcounts) Storage.Flush();
-    }
-
-    private void PrepareForWriting()
-    {
-        if (_header.Version >= 3 && _header.AutoclearFeatures != 0)
-        {
-            // Autoclear features we do not maintain (bitmaps) must be cleared by a writer that does not understand them.
-            _header.AutoclearFeatures = 0;
-            Span<byte> zero = stackalloc byte[8];
-            Storage.WriteAt(Qcow2Header.AutoclearOffset, zero);
-        }
-        if (_header.LazyRefcounts && !_header.IsDirty)
-        {
-            WriteIncompatibleFeatures(_header.IncompatibleFeatures | Qcow2Features.Dirty);
-            Storage.Flush();
-            _setDirtyBit = true;
-        }
-    }
-
-    private void WriteIncompatibleFeatures(ulong value)
-    {
-        _header.IncompatibleFeatures = value;
-        Span<byte> field = stackalloc byte[8];
-        Qcow2Header.PutU64(field, 0, value);
-        Storage.WriteAt(Qcow2Header.IncompatibleOffset, field);
     }
 
     private static void CheckFeatures(Qcow2Header header, string path, bool writable)

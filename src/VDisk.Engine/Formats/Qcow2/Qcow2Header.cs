@@ -52,7 +52,12 @@ public sealed class Qcow2Header
     public CompressionType CompressionType { get; set; } = CompressionType.Zlib;
     public string? BackingFile { get; set; }
     /// <summary>Header extensions in file order (backing format, feature table, and any we do not interpret).</summary>
-    public List<Qcow2HeaderExtension> Extensions { get; } = new();
+    public List<Qcow2HeaderExtension> Extensions { get; private set; } = new();
+    /// <summary>
+    /// Version 3 header fields past the ones this engine knows (bytes 112 to header_length), kept byte for byte so a
+    /// rewritten header loses nothing a newer QEMU wrote there.
+    /// </summary>
+    public byte[] UnknownFields { get; set; } = Array.Empty<byte>();
 
     public int ClusterSize => 1 << ClusterBits;
     public int RefcountBits => 1 << RefcountOrder;
@@ -142,6 +147,7 @@ public sealed class Qcow2Header
             if (headerLength < V3MinLength || headerLength % 8 != 0 || headerLength > Math.Min(cs, cluster0.Length))
                 throw VDiskException.Corrupt(path, $"qcow2 header field header_length is {headerLength}; it must be a multiple of 8 from {V3MinLength} to the cluster size.");
             h.HeaderLength = (int)headerLength;
+            if (headerLength > V3Length) h.UnknownFields = cluster0[V3Length..(int)headerLength].ToArray();
             byte compression = headerLength > CompressionTypeOffset ? cluster0[CompressionTypeOffset] : (byte)0;
             bool compressionBit = (h.IncompatibleFeatures & Qcow2Features.CompressionType) != 0;
             if (compression > 1)
@@ -173,8 +179,21 @@ public sealed class Qcow2Header
         return (size + bytesPerL1Entry - 1) / bytesPerL1Entry;
     }
 
-    /// <summary>Serialises the header, its extensions and the backing file name into the first cluster.</summary>
-    public byte[] Serialize()
+    /// <summary>A deep copy (the header updater changes a copy and adopts it once it is written).</summary>
+    public Qcow2Header Clone()
+    {
+        var copy = (Qcow2Header)MemberwiseClone();
+        copy.Extensions = Extensions.ToList();
+        return copy;
+    }
+
+    /// <summary>
+    /// Serialises the header, its extensions and the backing file name into the first cluster. With
+    /// <paramref name="mayDropFeatureTable"/> (new images) the optional feature name table is left out when space is
+    /// short, as qemu-img does; otherwise (rewriting an existing header) nothing is ever dropped and a header that
+    /// does not fit is refused.
+    /// </summary>
+    public byte[] Serialize(bool mayDropFeatureTable = true)
     {
         var buffer = new byte[ClusterSize];
         var span = buffer.AsSpan();
@@ -197,23 +216,30 @@ public sealed class Qcow2Header
             PutU64(span, CompatibleOffset, CompatibleFeatures);
             PutU64(span, AutoclearOffset, AutoclearFeatures);
             PutU32(span, RefcountOrderOffset, (uint)RefcountOrder);
-            HeaderLength = Math.Max(HeaderLength, V3Length);
+            HeaderLength = V3Length + UnknownFields.Length;
             PutU32(span, HeaderLengthOffset, (uint)HeaderLength);
             span[CompressionTypeOffset] = (byte)(CompressionType == CompressionType.Zstd ? 1 : 0);
+            UnknownFields.CopyTo(span[V3Length..]);
             pos = HeaderLength;
         }
         int backingLength = BackingFile is null ? 0 : Encoding.UTF8.GetByteCount(BackingFile);
+        if (backingLength > MaxBackingNameBytes)
+            throw VDiskException.Invalid(BackingFile, $"backing file name '{BackingFile}' is too long ({backingLength} bytes; at most {MaxBackingNameBytes}).");
         if (pos + Qcow2HeaderExtension.SpaceNeeded(Extensions) + backingLength > ClusterSize)
-            Extensions.RemoveAll(e => e.Type == Qcow2HeaderExtension.FeatureNameTableType); // optional: qemu-img drops it too when space is short
+        {
+            if (!mayDropFeatureTable)
+                throw VDiskException.Invalid(BackingFile, $"the qcow2 header, its {Extensions.Count} extension(s) and the backing file name " +
+                    $"({backingLength} bytes) do not fit in the first cluster ({ClusterSize} bytes); nothing was changed.");
+            Extensions.RemoveAll(e => e.Type == Qcow2HeaderExtension.FeatureNameTableType);
+        }
         pos = Qcow2HeaderExtension.WriteAll(span, pos, Extensions);
         if (BackingFile != null)
         {
-            byte[] name = Encoding.UTF8.GetBytes(BackingFile);
-            if (name.Length > MaxBackingNameBytes || pos + name.Length > ClusterSize)
-                throw VDiskException.Invalid(BackingFile, $"backing file name '{BackingFile}' is too long ({name.Length} bytes; at most {Math.Min(MaxBackingNameBytes, ClusterSize - pos)} fit).");
-            name.CopyTo(span[pos..]);
+            if (pos + backingLength > ClusterSize)
+                throw VDiskException.Invalid(BackingFile, $"backing file name '{BackingFile}' is too long ({backingLength} bytes; at most {ClusterSize - pos} fit).");
+            Encoding.UTF8.GetBytes(BackingFile, span[pos..]);
             PutU64(span, BackingFileOffsetOffset, (ulong)pos);
-            PutU32(span, BackingFileSizeOffset, (uint)name.Length);
+            PutU32(span, BackingFileSizeOffset, (uint)backingLength);
         }
         return buffer;
     }

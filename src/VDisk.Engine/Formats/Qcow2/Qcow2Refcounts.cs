@@ -1,258 +1,260 @@
-// qcow2 reference counts (qcow2.rst "Host cluster management"): the refcount table and blocks,
-// 1- to 64-bit entries, cluster allocation, refcount-table growth and deferred frees.
-// Write order: increments may reach disk early; decrements wait (QueueFree) until the tables that
-// stopped pointing at the clusters are on disk, so a crash leaks at worst.
+// qcow2 reference counts (qcow2.rst "Host cluster management"): the refcount table and blocks, 1- to 64-bit
+// entries, cluster allocation, refcount-table growth, and freeing.
+// Order (Qcow2WriteOrder): a new refcount block is durable before the table entry that publishes it; a
+// count that drops is written only after the table that stopped pointing at the cluster; a freed cluster
+// may be handed out again at once, but only after the tables that used to point at it are durable, so a
+// power cut can never leave an old pointer to a cluster that already holds someone else's data.
 using System.Buffers.Binary;
 using VDisk.Engine.Core;
 using VDisk.Engine.Storage;
 
 namespace VDisk.Engine.Formats.Qcow2;
 
-/// <summary>Reference counts of host clusters. Not thread-safe: the driver holds its lock.</summary>
+/// <summary>Reference counts of host clusters. Not thread-safe: the image holds its lock.</summary>
 internal sealed class Qcow2Refcounts
 {
     private readonly IStorage _storage;
-    private readonly Qcow2Header _header;
-    private readonly TableCache _blocks;
-    private readonly List<(long Offset, long Length)> _pendingFrees = new();
-    private ulong[] _table;
-    private bool _tableDirty;
-    private long _freeHint;
+    private readonly Qcow2WriteOrder _order;
+    private readonly Qcow2Geometry _geometry;
+    private readonly Qcow2OverlapGuard _guard;
+    private readonly Qcow2HeaderUpdater _header;
+    private readonly HashSet<long> _freedSinceFlush = new();
+    private readonly Action _makeFreesDurable;
+    private ClusterIndex _freeHint;
 
-    public Qcow2Refcounts(IStorage storage, Qcow2Header header, int blockCacheCapacity)
+    /// <summary>
+    /// Reads the refcount table. <paramref name="makeFreesDurable"/> writes back every table (so freed clusters are no
+    /// longer pointed at on disk) and calls <see cref="ForgetFrees"/>.
+    /// </summary>
+    public Qcow2Refcounts(IStorage storage, Qcow2WriteOrder order, Qcow2Geometry geometry, Qcow2OverlapGuard guard,
+        Qcow2HeaderUpdater header, int blockCacheCapacity, Action makeFreesDurable)
     {
         _storage = storage;
+        _order = order;
+        _geometry = geometry;
+        _guard = guard;
         _header = header;
-        ClusterBits = header.ClusterBits;
-        Bits = header.RefcountBits;
-        EntriesPerBlock = (1L << ClusterBits) * 8 / Bits;
+        _makeFreesDurable = makeFreesDurable;
+        Bits = header.Header.RefcountBits;
+        EntriesPerBlock = geometry.ClusterSize * 8 / Bits;
         MaxRefcount = Bits == 64 ? long.MaxValue : (1L << Bits) - 1;
-        _blocks = new TableCache(storage, 1 << ClusterBits, blockCacheCapacity, () => _blocks!.WriteBack());
-        _table = ReadTable();
+        Blocks = new Qcow2MetadataCache(order, "refcount blocks", Qcow2MetadataKind.RefcountBlock, storage, (int)geometry.ClusterSize, blockCacheCapacity);
+        var h = header.Header;
+        Table = Qcow2PointerTable.Read(order, "refcount table", Qcow2MetadataKind.RefcountTable, storage,
+            new HostOffset(h.RefcountTableOffset), (int)(((long)h.RefcountTableClusters << geometry.ClusterBits) / 8));
+        GuardTable();
+        foreach (var (_, block) in Table.Targets(geometry, storage.Name)) guard.SetRefcountBlock(block, true);
     }
 
-    public int ClusterBits { get; }
     public int Bits { get; }
     public long EntriesPerBlock { get; }
     public long MaxRefcount { get; }
-    private long ClusterSize => 1L << ClusterBits;
 
-    /// <summary>True when refcount changes are waiting to be written.</summary>
-    public bool HasDirty => _tableDirty || _blocks.HasDirty;
+    /// <summary>The refcount blocks (a store other stores depend on).</summary>
+    public Qcow2MetadataCache Blocks { get; }
 
-    /// <summary>True when freed clusters wait for their tables to reach disk.</summary>
-    public bool HasPendingFrees => _pendingFrees.Count > 0;
+    /// <summary>The refcount table (replaced when it grows).</summary>
+    public Qcow2PointerTable Table { get; private set; }
 
-    /// <summary>The refcount of the cluster at index <paramref name="cluster"/>.</summary>
-    public long Get(long cluster)
+    /// <summary>Raised when a cluster's count drops to zero (cached tables for it must be forgotten).</summary>
+    public event Action<ClusterIndex>? ClusterFreed;
+
+    /// <summary>Declares that <paramref name="store"/>'s changes need the current counts (blocks and the table publishing them) on disk first.</summary>
+    public void MustPrecede(Qcow2MetadataStore store)
     {
-        long blockIndex = cluster / EntriesPerBlock;
-        if (blockIndex >= _table.Length) return 0;
-        long blockOffset = BlockOffset(blockIndex);
-        if (blockOffset == 0) return 0;
-        return ReadEntry(_blocks.Get(blockOffset), cluster % EntriesPerBlock);
+        store.DependOn(Blocks);
+        store.DependOn(Table);
     }
 
-    /// <summary>Adds <paramref name="delta"/> to the refcounts of every cluster touched by the host byte range.</summary>
-    public void Update(long offset, long length, long delta)
+    /// <summary>The refcount of <paramref name="cluster"/>.</summary>
+    public long Get(ClusterIndex cluster)
     {
-        long first = offset >> ClusterBits, last = (offset + length - 1) >> ClusterBits;
-        for (long c = first; c <= last; c++)
-        {
-            long value = Get(c) + delta;
-            if (value < 0 || value > MaxRefcount)
-                throw VDiskException.Corrupt(_storage.Name, $"refcount of cluster {c} would become {value} (limit {MaxRefcount}).");
-            Set(c, value);
-            if (value == 0 && c < _freeHint) _freeHint = c;
-        }
+        long blockIndex = cluster.Value / EntriesPerBlock;
+        if (blockIndex >= Table.Count) return 0;
+        var block = Table.TargetOf(blockIndex, _geometry, _storage.Name);
+        if (block.IsNone) return 0;
+        return ReadEntry(Blocks.Get(block), cluster.Value % EntriesPerBlock);
     }
 
     /// <summary>
-    /// Reserves a run of free clusters, at least 1 and at most <paramref name="maxClusters"/> long, and sets
-    /// their refcount to 1. Returns the host offset and the number of clusters.
+    /// Reserves a run of free clusters, at least 1 and at most <paramref name="maxClusters"/> long, and sets their
+    /// refcount to 1.
     /// </summary>
-    public (long Offset, long Clusters) Allocate(long maxClusters)
+    public (HostOffset Offset, long Clusters) Allocate(long maxClusters)
     {
         while (true)
         {
-            long start = _freeHint;
-            while (Get(start) != 0) start++;
+            var start = _freeHint;
+            while (Get(start) != 0) start += 1;
             long count = 1;
             while (count < maxClusters && Get(start + count) == 0) count++;
-            if ((start + count) << ClusterBits > Qcow2Header.MaxHostOffset)
+            if (_geometry.OffsetOf(start + count).Value > Qcow2Header.MaxHostOffset)
                 throw new VDiskException(VDiskErrorKind.IoError, _storage.Name, $"{_storage.Name}: the image has reached the largest host offset qcow2 allows.");
             if (EnsureBlocksFor(start, count)) continue; // new metadata took clusters: look again
-            for (long c = start; c < start + count; c++) Set(c, 1);
+            if (ReusesFreed(start, count)) _makeFreesDurable();
+            for (long c = 0; c < count; c++) Set(start + c, 1);
             _freeHint = start + count;
-            return (start << ClusterBits, count);
+            return (_geometry.OffsetOf(start), count);
         }
     }
 
-    /// <summary>Frees the clusters of a host range once <see cref="ApplyPendingFrees"/> runs (after the tables that used them are on disk).</summary>
-    public void QueueFree(long offset, long length) => _pendingFrees.Add((offset, length));
-
-    /// <summary>Applies queued frees (the caller has written and flushed the tables that referenced them).</summary>
-    public void ApplyPendingFrees()
+    /// <summary>Adds one reference to every cluster the host byte range touches (compressed clusters share hosts).</summary>
+    public void Increment(HostOffset offset, long length)
     {
-        foreach (var (offset, length) in _pendingFrees) Update(offset, length, -1);
-        _pendingFrees.Clear();
+        var (first, count) = _geometry.ClustersOf(offset, length);
+        for (long c = 0; c < count; c++) Change(first + c, +1);
     }
 
-    /// <summary>Writes dirty refcount blocks, then the refcount table.</summary>
-    public void WriteBack()
+    /// <summary>
+    /// Drops one reference from every cluster the host byte range touches, once <paramref name="dereferencedBy"/> (the
+    /// store that stopped pointing at them; null when that is already durable) is written.
+    /// </summary>
+    public void Decrement(HostOffset offset, long length, Qcow2MetadataStore? dereferencedBy)
     {
-        _blocks.WriteBack();
-        if (!_tableDirty) return;
-        var bytes = new byte[(long)_header.RefcountTableClusters << ClusterBits];
-        for (int i = 0; i < _table.Length; i++) BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(i * 8), _table[i]);
-        _storage.WriteAt(_header.RefcountTableOffset, bytes);
-        _tableDirty = false;
+        if (dereferencedBy != null) Blocks.DependOn(dereferencedBy);
+        var (first, count) = _geometry.ClustersOf(offset, length);
+        for (long c = 0; c < count; c++)
+        {
+            var cluster = first + c;
+            if (Change(cluster, -1) != 0) continue;
+            _freedSinceFlush.Add(cluster.Value);
+            if (cluster < _freeHint) _freeHint = cluster;
+            ClusterFreed?.Invoke(cluster);
+        }
     }
 
-    /// <summary>Sets a refcount, for callers that build metadata themselves (creation, repair).</summary>
-    public void Set(long cluster, long value)
+    /// <summary>Called once every table is durable: clusters freed so far may be reused without more ado.</summary>
+    public void ForgetFrees() => _freedSinceFlush.Clear();
+
+    /// <summary>Sets a refcount (the cluster must be covered by a refcount block).</summary>
+    public void Set(ClusterIndex cluster, long value)
     {
-        long blockIndex = cluster / EntriesPerBlock;
-        long blockOffset = BlockOffset(blockIndex);
-        if (blockOffset == 0) throw new InvalidOperationException($"no refcount block covers cluster {cluster}");
-        var block = _blocks.Get(blockOffset);
-        WriteEntry(block, cluster % EntriesPerBlock, value);
-        _blocks.MarkDirty(blockOffset);
+        long blockIndex = cluster.Value / EntriesPerBlock;
+        var block = blockIndex < Table.Count ? Table.TargetOf(blockIndex, _geometry, _storage.Name) : HostOffset.None;
+        if (block.IsNone) throw new InvalidOperationException($"no refcount block covers {cluster}");
+        WriteEntry(Blocks.Get(block), cluster.Value % EntriesPerBlock, value);
+        Blocks.MarkDirty(block);
     }
 
-    /// <summary>Host offsets of every refcount block (for checks).</summary>
-    public IEnumerable<long> BlockOffsets()
+    private long Change(ClusterIndex cluster, long delta)
     {
-        for (long i = 0; i < _table.Length; i++)
-            if (BlockOffset(i) is var o and not 0) yield return o;
+        long value = Get(cluster) + delta;
+        if (value < 0 || value > MaxRefcount)
+            throw VDiskException.Corrupt(_storage.Name, $"the refcount of {cluster} would become {value} (limit {MaxRefcount}).");
+        Set(cluster, value);
+        return value;
+    }
+
+    private bool ReusesFreed(ClusterIndex start, long count)
+    {
+        if (_freedSinceFlush.Count == 0) return false;
+        for (long c = 0; c < count; c++)
+            if (_freedSinceFlush.Contains(start.Value + c)) return true;
+        return false;
     }
 
     // Makes sure refcount blocks cover [start, start+count). Returns true when it had to allocate (the caller retries).
-    private bool EnsureBlocksFor(long start, long count)
+    private bool EnsureBlocksFor(ClusterIndex start, long count)
     {
-        long lastBlock = (start + count - 1) / EntriesPerBlock;
-        if (lastBlock >= _table.Length)
+        long lastBlock = (start.Value + count - 1) / EntriesPerBlock;
+        if (lastBlock >= Table.Count)
         {
             GrowTable(lastBlock + 1);
             return true;
         }
-        for (long b = start / EntriesPerBlock; b <= lastBlock; b++)
+        for (long b = start.Value / EntriesPerBlock; b <= lastBlock; b++)
         {
-            if (BlockOffset(b) != 0) continue;
+            if (!Table.TargetOf(b, _geometry, _storage.Name).IsNone) continue;
             // A block with no refcounts: every cluster it covers is free, so it can describe itself from its first cluster.
-            long blockCluster = b * EntriesPerBlock;
-            var block = _blocks.Create(blockCluster << ClusterBits);
-            WriteEntry(block, 0, 1);
-            _table[b] = (ulong)(blockCluster << ClusterBits);
-            _tableDirty = true;
+            var blockOffset = _geometry.OffsetOf(new ClusterIndex(b * EntriesPerBlock));
+            _guard.SetRefcountBlock(blockOffset, true);
+            WriteEntry(Blocks.Create(blockOffset), 0, 1);
+            Table.DependOn(Blocks);
+            Table.Set(b, (ulong)blockOffset.Value);
             return true;
         }
         return false;
     }
 
-    // Moves the refcount table to the end of the image with room for at least `entries` blocks; the new
-    // table and the new blocks that cover it are written before the header switches to it.
+    // Moves the refcount table to free space past the end of the image with room for at least `entries` blocks.
+    // Order: pending counts and table entries are written in the old place; the new blocks and the new table are
+    // written and made durable; then the header switches to the new table; only then is the old table freed.
     private void GrowTable(long entries)
     {
-        long perCluster = ClusterSize / 8;
-        long newEntries = Math.Max(entries, _table.Length * 2L);
-        long tableClusters = (newEntries + perCluster - 1) / perCluster;
-        newEntries = tableClusters * perCluster;
-
-        // The table and its new blocks go in the first free run past the end of the file.
-        long end = Math.Max(_freeHint, (_storage.Length + ClusterSize - 1) >> ClusterBits);
+        _order.WriteBack(Table);
+        long perCluster = _geometry.ClusterSize / 8;
+        long tableClusters = (Math.Max(entries, Table.Count * 2L) + perCluster - 1) / perCluster;
+        long end = Math.Max(_freeHint.Value, (_storage.Length + _geometry.ClusterSize - 1) >> _geometry.ClusterBits);
         long newBlocks = 0;
         while (true)
         {
             long regionLength = tableClusters + newBlocks;
-            long used = FirstUsed(end, regionLength);
+            long used = FirstUsed(new ClusterIndex(end), regionLength);
             if (used >= 0)
             {
                 end = used + 1;
                 continue;
             }
             long lastGroup = (end + regionLength - 1) / EntriesPerBlock;
-            if (lastGroup >= newEntries)
+            if (lastGroup >= tableClusters * perCluster)
             {
                 tableClusters = (lastGroup + 1 + perCluster - 1) / perCluster;
-                newEntries = tableClusters * perCluster;
                 continue;
             }
             long needed = 0; // blocks to cover the table and the new blocks themselves
             for (long b = end / EntriesPerBlock; b <= lastGroup; b++)
-                if (b >= _table.Length || BlockOffset(b) == 0) needed++;
+                if (b >= Table.Count || Table.TargetOf(b, _geometry, _storage.Name).IsNone) needed++;
             if (needed <= newBlocks) break;
             newBlocks = needed;
         }
-
-        if (tableClusters * ClusterSize > Qcow2Header.MaxRefcountTableBytes)
+        if (tableClusters * _geometry.ClusterSize > Qcow2Header.MaxRefcountTableBytes)
             throw new VDiskException(VDiskErrorKind.IoError, _storage.Name, $"{_storage.Name}: the refcount table would exceed {Qcow2Header.MaxRefcountTableBytes >> 20} MiB.");
-        var table = new ulong[newEntries];
-        _table.CopyTo(table, 0);
-        long nextBlockCluster = end + tableClusters;
+
+        var oldTable = Table;
+        var table = Qcow2PointerTable.CreateAt(_order, oldTable, _geometry.OffsetOf(new ClusterIndex(end)), (int)(tableClusters * perCluster));
+        long nextBlock = end + tableClusters;
         for (long b = end / EntriesPerBlock; b <= (end + tableClusters + newBlocks - 1) / EntriesPerBlock; b++)
         {
-            if (b < _table.Length && BlockOffset(b) != 0) continue;
-            table[b] = (ulong)(nextBlockCluster << ClusterBits);
-            _blocks.Create(nextBlockCluster << ClusterBits);
-            nextBlockCluster++;
+            if (b < oldTable.Count && !oldTable.TargetOf(b, _geometry, _storage.Name).IsNone) continue;
+            var blockOffset = _geometry.OffsetOf(new ClusterIndex(nextBlock++));
+            table.Set(b, (ulong)blockOffset.Value);
+            _guard.SetRefcountBlock(blockOffset, true);
+            Blocks.Create(blockOffset);
         }
-        long oldOffset = _header.RefcountTableOffset, oldClusters = _header.RefcountTableClusters;
-        _table = table;
-        for (long c = end; c < nextBlockCluster; c++) Set(c, 1);
+        Table = table;
+        for (long c = end; c < nextBlock; c++) Set(new ClusterIndex(c), 1);
 
-        // Blocks, then the table, then the header fields that point at it.
-        _blocks.WriteBack();
-        var bytes = new byte[tableClusters * ClusterSize];
-        for (int i = 0; i < table.Length; i++) BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(i * 8), table[i]);
-        _storage.WriteAt(end << ClusterBits, bytes);
-        _storage.Flush();
-        Span<byte> fields = stackalloc byte[12];
-        BinaryPrimitives.WriteUInt64BigEndian(fields, (ulong)(end << ClusterBits));
-        BinaryPrimitives.WriteUInt32BigEndian(fields[8..], (uint)tableClusters);
-        _storage.WriteAt(Qcow2Header.RefcountTableOffsetOffset, fields);
-        _storage.Flush();
-        _header.RefcountTableOffset = end << ClusterBits;
-        _header.RefcountTableClusters = (int)tableClusters;
-        _tableDirty = false;
-        Update(oldOffset, oldClusters * ClusterSize, -1);
-        _freeHint = Math.Min(_freeHint, oldOffset >> ClusterBits);
+        table.DependOn(Blocks);
+        table.WriteBack();
+        _header.Update(h =>
+        {
+            h.RefcountTableOffset = table.Offset.Value;
+            h.RefcountTableClusters = (int)tableClusters;
+        });
+        GuardTable();
+        Decrement(oldTable.Offset, oldTable.ByteLength, dereferencedBy: null); // the header no longer points at it, durably
     }
 
+    private void GuardTable() => _guard.SetRanges(Qcow2MetadataKind.RefcountTable, new[] { (Table.Offset, Table.ByteLength) });
+
     // The first cluster in [start, start+count) with a non-zero refcount, or -1.
-    private long FirstUsed(long start, long count)
+    private long FirstUsed(ClusterIndex start, long count)
     {
-        for (long c = start; c < start + count; c++)
-            if (Get(c) != 0) return c;
+        for (long c = 0; c < count; c++)
+            if (Get(start + c) != 0) return start.Value + c;
         return -1;
     }
 
-    private long BlockOffset(long blockIndex)
-    {
-        ulong entry = _table[blockIndex];
-        long offset = (long)(entry & Qcow2Entries.OffsetMask);
-        if (offset != 0 && (offset & (ClusterSize - 1)) != 0)
-            throw VDiskException.Corrupt(_storage.Name, $"refcount table entry {blockIndex} points to unaligned offset 0x{offset:x}.");
-        return offset;
-    }
+    private long ReadEntry(byte[] block, long index) => ReadEntry(block, index, Bits);
 
-    private ulong[] ReadTable()
-    {
-        long bytes = (long)_header.RefcountTableClusters << ClusterBits;
-        var raw = new byte[bytes];
-        _storage.ReadAt(_header.RefcountTableOffset, raw);
-        var table = new ulong[bytes / 8];
-        for (int i = 0; i < table.Length; i++) table[i] = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(i * 8));
-        return table;
-    }
-
-    private long ReadEntry(byte[] block, long index) => Bits switch
+    /// <summary>Entry <paramref name="index"/> of a refcount block of <paramref name="bits"/>-bit entries (qcow2.rst "Refcount block entries").</summary>
+    internal static long ReadEntry(byte[] block, long index, int bits) => bits switch
     {
         64 => (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(block.AsSpan((int)index * 8)), (ulong)long.MaxValue),
         32 => BinaryPrimitives.ReadUInt32BigEndian(block.AsSpan((int)index * 4)),
         16 => BinaryPrimitives.ReadUInt16BigEndian(block.AsSpan((int)index * 2)),
         8 => block[index],
-        _ => (block[index * Bits / 8] >> (int)(index * Bits % 8)) & (int)MaxRefcount,
+        _ => (block[index * bits / 8] >> (int)(index * bits % 8)) & ((1 << bits) - 1),
     };
 
     private void WriteEntry(byte[] block, long index, long value)

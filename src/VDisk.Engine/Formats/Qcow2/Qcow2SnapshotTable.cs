@@ -34,11 +34,14 @@ public static class Qcow2SnapshotTable
     private const long MaxTableBytes = 64L << 20;   // QCOW_MAX_SNAPSHOTS_SIZE
 
     /// <summary>Parses the table the header points to, validating every entry.</summary>
-    public static IReadOnlyList<Qcow2Snapshot> Read(IStorage storage, Qcow2Header header)
+    public static IReadOnlyList<Qcow2Snapshot> Read(IStorage storage, Qcow2Header header) => Read(storage, header, out _);
+
+    /// <summary>Parses the table and says how many bytes it occupies in the file.</summary>
+    public static IReadOnlyList<Qcow2Snapshot> Read(IStorage storage, Qcow2Header header, out long tableBytes)
     {
         var snapshots = new List<Qcow2Snapshot>(header.SnapshotCount);
         long offset = header.SnapshotsOffset;
-        long tableBytes = 0;
+        tableBytes = 0;
         var fixedPart = new byte[FixedLength];
         for (int i = 0; i < header.SnapshotCount; i++)
         {

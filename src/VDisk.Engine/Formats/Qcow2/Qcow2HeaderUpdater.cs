@@ -1,0 +1,52 @@
+// The one writer of an open image's header (qcow2.rst "Header", "Header extensions"). A change is made on a
+// copy, serialised with everything this engine does not understand (unknown fields up to header_length,
+// unknown extensions, the feature name table), compared with the bytes on disk, and only the changed span
+// is written: flipping a feature bit or moving a table is a write of a few bytes inside one sector, which
+// a power cut cannot tear. A header that no longer fits in the first cluster is refused, never truncated.
+using VDisk.Engine.Storage;
+
+namespace VDisk.Engine.Formats.Qcow2;
+
+/// <summary>Owns the header of an open image. Not thread-safe: the image holds its lock.</summary>
+internal sealed class Qcow2HeaderUpdater
+{
+    /// <summary>The name barriers before header writes go by (see <see cref="Qcow2WriteOrder.SkipBarrierBefore"/>).</summary>
+    public const string BarrierName = "header";
+    private readonly Qcow2WriteOrder _order;
+    private byte[] _onDisk;
+
+    public Qcow2HeaderUpdater(Qcow2WriteOrder order, Qcow2Header header, byte[] cluster0)
+    {
+        _order = order;
+        Header = header;
+        _onDisk = cluster0;
+    }
+
+    /// <summary>The current header. Read it freely; change it only through <see cref="Update"/>.</summary>
+    public Qcow2Header Header { get; private set; }
+
+    /// <summary>
+    /// Applies <paramref name="change"/> and writes the bytes that differ. With <paramref name="durable"/> the change
+    /// is flushed to the medium before this returns (and everything written before it is made durable first).
+    /// </summary>
+    public void Update(Action<Qcow2Header> change, bool durable = true)
+    {
+        var next = Header.Clone();
+        change(next);
+        var bytes = next.Serialize(mayDropFeatureTable: false);
+        int first = 0, length = Math.Max(bytes.Length, _onDisk.Length);
+        while (first < length && At(bytes, first) == At(_onDisk, first)) first++;
+        if (first < length)
+        {
+            int last = length - 1;
+            while (At(bytes, last) == At(_onDisk, last)) last--;
+            if (durable) _order.Barrier(BarrierName);
+            _order.WriteMetadata(Qcow2MetadataKind.Header, new HostOffset(first), bytes.AsSpan(first, last - first + 1));
+            if (durable) _order.Barrier("after header");
+        }
+        Header = next;
+        _onDisk = bytes;
+    }
+
+    private static byte At(byte[] bytes, int index) => index < bytes.Length ? bytes[index] : (byte)0;
+}
