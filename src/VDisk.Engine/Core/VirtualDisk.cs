@@ -86,6 +86,22 @@ public sealed class VirtualDisk : IDisposable
     }
 
     /// <summary>
+    /// Stores a compressed <paramref name="payload"/> (made by the driver's <see cref="ICompressedClusterWriter.TryCompress"/>)
+    /// for the unit starting at <paramref name="offset"/>, replacing what the unit held: the compressed twin of
+    /// <see cref="Write"/>, with the same range checks and lock.
+    /// </summary>
+    public void WriteCompressed(long offset, ReadOnlySpan<byte> payload)
+    {
+        CheckWritable();
+        var writer = Driver as ICompressedClusterWriter
+            ?? throw VDiskException.Invalid(Path, $"{Path}: {FormatProbe.Name(Format)} images cannot store compressed data.");
+        CheckRange(offset, Math.Min(writer.CompressionUnit, Length - offset));
+        if (offset % writer.CompressionUnit != 0)
+            throw VDiskException.Invalid(Path, $"{Path}: compressed data is stored in whole {writer.CompressionUnit}-byte units; offset {offset} is not on a unit boundary.");
+        lock (_writeLock) writer.WriteCompressed(offset, payload);
+    }
+
+    /// <summary>
     /// Makes a guest range read as zeroes. With <paramref name="unmap"/> the image may release the space
     /// (discard); without it, space stays allocated where the format allows.
     /// </summary>

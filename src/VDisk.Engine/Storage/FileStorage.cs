@@ -1,14 +1,17 @@
-// Host-file storage on SafeFileHandle + RandomAccess (DESIGN.md "Storage"): positional I/O only,
-// cache modes with QEMU's meanings, sparse-file helpers on Linux, aligned bounce buffers for O_DIRECT.
+// Host-file storage on SafeFileHandle + RandomAccess (DESIGN.md "Storage", "Storage alignment"): positional
+// I/O only, cache modes with QEMU's meanings, sparse-file helpers on Linux. With O_DIRECT, aligned requests go
+// straight to the kernel, unaligned ones bounce through pooled aligned buffers under a lock that every write
+// takes, and a file system that refuses O_DIRECT is an error, as in QEMU, never a silent fallback.
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
+using VDisk.Engine.Core;
 
 namespace VDisk.Engine.Storage;
 
 /// <summary>An image file on the host, accessed only by offset.</summary>
 public sealed class FileStorage : IStorage
 {
-    private const int DirectAlignment = 4096;
+    private const int DirectAlignment = AlignedBufferPool.Alignment;
     private const FileOptions NoBuffering = (FileOptions)0x20000000; // Windows FILE_FLAG_NO_BUFFERING
     private readonly SafeFileHandle _handle;
     private readonly bool _direct;
@@ -31,6 +34,12 @@ public sealed class FileStorage : IStorage
     public CacheMode CacheMode { get; }
     /// <inheritdoc/>
     public long Length => RandomAccess.GetLength(_handle);
+
+    /// <summary>The file handle (tests read its open flags).</summary>
+    internal SafeFileHandle Handle => _handle;
+
+    /// <inheritdoc/>
+    public int Alignment => _direct ? DirectAlignment : 1;
 
     /// <summary>The QEMU-compatible lock the file was opened with (files that belong to it, like VMDK extents, take the same).</summary>
     public ImageLockMode LockMode { get; private set; }
@@ -77,9 +86,12 @@ public sealed class FileStorage : IStorage
 
         // Create or truncate with a normal open first, then reopen with O_DIRECT (no FileOptions value gives it on Linux).
         if (fileMode != FileMode.Open) File.OpenHandle(path, fileMode, access, share).Dispose();
-        var direct = LinuxFileApi.OpenDirect(path, write, mode.WritesAreDurable());
+        var direct = LinuxFileApi.OpenDirect(path, write, mode.WritesAreDurable(), out int errno);
         if (direct != null) return new FileStorage(path, direct, write, mode, true);
-        // The filesystem refuses O_DIRECT (tmpfs does): fall back to the page cache, as QEMU cannot.
+        if (errno == LinuxFileApi.EINVAL || !LinuxFileApi.IsAvailable)
+            throw VDiskException.Unsupported(path, $"the file system ({LinuxFileApi.FileSystemName(path)}) does not support O_DIRECT, which cache mode " +
+                $"{mode} needs; use cache mode Writeback or Writethrough for files there.");
+        // Any other refusal (permissions, a vanished file) is reported by a plain open, with .NET's own exception.
         return new FileStorage(path, File.OpenHandle(path, FileMode.Open, access, share, options), write, mode, false);
     }
 
@@ -104,35 +116,45 @@ public sealed class FileStorage : IStorage
     /// <inheritdoc/>
     public void WriteAt(long offset, ReadOnlySpan<byte> data)
     {
-        if (_direct && !IsAligned(offset, data))
+        if (!_direct)
         {
-            WriteAligned(offset, data);
+            RandomAccess.Write(_handle, data, offset);
             return;
         }
-        RandomAccess.Write(_handle, data, offset);
+        lock (_directWriteLock) // an aligned write must not land between an unaligned write's read and write-back
+        {
+            if (IsAligned(offset, data)) RandomAccess.Write(_handle, data, offset);
+            else WriteAligned(offset, data);
+        }
     }
 
     /// <inheritdoc/>
     public void Discard(long offset, long length)
     {
         if (length <= 0) return;
-        long end = Math.Min(offset + length, Length);
-        if (offset >= end) return;
-        if (!LinuxFileApi.TryPunchHole(_handle, offset, end - offset)) WriteZeroBuffer(offset, end - offset);
+        lock (_directWriteLock)
+        {
+            long end = Math.Min(offset + length, Length);
+            if (offset >= end) return;
+            if (!LinuxFileApi.TryPunchHole(_handle, offset, end - offset)) WriteZeroBuffer(offset, end - offset);
+        }
     }
 
     /// <inheritdoc/>
     public void WriteZeroes(long offset, long length)
     {
         if (length <= 0) return;
-        long fileLength = Length;
-        if (offset >= fileLength)
+        lock (_directWriteLock)
         {
-            SetLength(offset + length); // the new tail reads as zeroes
-            return;
+            long fileLength = Length;
+            if (offset >= fileLength)
+            {
+                SetLength(offset + length); // the new tail reads as zeroes
+                return;
+            }
+            if (offset + length > fileLength) SetLength(offset + length);
+            if (!LinuxFileApi.TryZeroRange(_handle, offset, length)) WriteZeroBuffer(offset, length);
         }
-        if (offset + length > fileLength) SetLength(offset + length);
-        if (!LinuxFileApi.TryZeroRange(_handle, offset, length)) WriteZeroBuffer(offset, length);
     }
 
     /// <inheritdoc/>
@@ -144,7 +166,10 @@ public sealed class FileStorage : IStorage
     }
 
     /// <inheritdoc/>
-    public void SetLength(long length) => RandomAccess.SetLength(_handle, length);
+    public void SetLength(long length)
+    {
+        lock (_directWriteLock) RandomAccess.SetLength(_handle, length);
+    }
 
     /// <inheritdoc/>
     public void Flush()
@@ -182,52 +207,36 @@ public sealed class FileStorage : IStorage
             WriteAt(offset + done, zeroes.AsSpan(0, (int)Math.Min(zeroes.Length, length - done)));
     }
 
-    // O_DIRECT needs sector-aligned offsets, lengths and memory: go through an aligned bounce buffer.
-    private unsafe void ReadAligned(long offset, Span<byte> buffer)
+    // O_DIRECT needs aligned offsets, lengths and memory: go through a pooled aligned bounce buffer.
+    private void ReadAligned(long offset, Span<byte> buffer)
     {
         long start = offset / DirectAlignment * DirectAlignment;
         long end = (offset + buffer.Length + DirectAlignment - 1) / DirectAlignment * DirectAlignment;
-        using var bounce = new AlignedBuffer((int)(end - start), DirectAlignment);
+        using var bounce = AlignedBufferPool.Shared.Rent((int)(end - start));
+        var span = bounce.Memory.Span;
         int done = 0;
-        while (done < bounce.Span.Length)
+        while (done < span.Length)
         {
-            int n = RandomAccess.Read(_handle, bounce.Span[done..], start + done);
+            int n = RandomAccess.Read(_handle, span[done..], start + done);
             if (n <= 0) break;
             done += n;
         }
-        bounce.Span[done..].Clear();
-        bounce.Span.Slice((int)(offset - start), buffer.Length).CopyTo(buffer);
+        span[done..].Clear();
+        span.Slice((int)(offset - start), buffer.Length).CopyTo(buffer);
     }
 
+    // Read-modify-write of the aligned blocks around an unaligned write; the caller holds the direct-write lock.
     private void WriteAligned(long offset, ReadOnlySpan<byte> data)
     {
-        lock (_directWriteLock)
-        {
-            long oldLength = Length;
-            long start = offset / DirectAlignment * DirectAlignment;
-            long end = (offset + data.Length + DirectAlignment - 1) / DirectAlignment * DirectAlignment;
-            using var bounce = new AlignedBuffer((int)(end - start), DirectAlignment);
-            ReadAligned(start, bounce.Span);
-            data.CopyTo(bounce.Span[(int)(offset - start)..]);
-            RandomAccess.Write(_handle, bounce.Span, start);
-            long wanted = Math.Max(oldLength, offset + data.Length);
-            if (end > wanted) SetLength(wanted); // undo the padding past the real end
-        }
-    }
-
-    private sealed unsafe class AlignedBuffer : IDisposable
-    {
-        private readonly void* _memory;
-        private readonly int _length;
-
-        public AlignedBuffer(int length, int alignment)
-        {
-            _length = length;
-            _memory = NativeMemory.AlignedAlloc((nuint)length, (nuint)alignment);
-        }
-
-        public Span<byte> Span => new(_memory, _length);
-
-        public void Dispose() => NativeMemory.AlignedFree(_memory);
+        long oldLength = Length;
+        long start = offset / DirectAlignment * DirectAlignment;
+        long end = (offset + data.Length + DirectAlignment - 1) / DirectAlignment * DirectAlignment;
+        using var bounce = AlignedBufferPool.Shared.Rent((int)(end - start));
+        var span = bounce.Memory.Span;
+        ReadAligned(start, span);
+        data.CopyTo(span[(int)(offset - start)..]);
+        RandomAccess.Write(_handle, span, start);
+        long wanted = Math.Max(oldLength, offset + data.Length);
+        if (end > wanted) SetLength(wanted); // undo the padding past the real end
     }
 }

@@ -14,6 +14,13 @@ public interface IStorage : IDisposable
     /// <summary>The cache mode the storage was opened with.</summary>
     CacheMode CacheMode { get; }
 
+    /// <summary>
+    /// Alignment (bytes) that offsets, lengths and memory of I/O must have to go straight to the device: 1 for buffered
+    /// files and memory, the direct-I/O block size for cache modes None and DirectSync. Unaligned requests still work
+    /// (through a bounce buffer); buffers from <see cref="AlignedBufferPool"/> avoid that copy.
+    /// </summary>
+    int Alignment => 1;
+
     /// <summary>Current length in bytes.</summary>
     long Length { get; }
 

@@ -1,6 +1,6 @@
-// Linux system calls .NET does not expose: O_DIRECT open, fallocate (preallocate, punch hole,
-// zero range), lseek SEEK_DATA/SEEK_HOLE and st_blocks. Every entry point reports failure instead of
-// throwing so callers can fall back to portable code on other hosts and filesystems.
+// Linux system calls .NET does not expose: fallocate (preallocate, punch hole, zero range), lseek
+// SEEK_DATA/SEEK_HOLE and st_blocks; O_DIRECT is in LinuxFileApi.Direct.cs. Every entry point reports
+// failure instead of throwing so callers can fall back to portable code on other hosts and filesystems.
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
@@ -19,11 +19,6 @@ internal static partial class LinuxFileApi
     public static bool IsAvailable { get; } = OperatingSystem.IsLinux()
         && RuntimeInformation.ProcessArchitecture is Architecture.X64 or Architecture.Arm64;
 
-    private static int DirectFlag => RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 0x10000 : 0x4000;
-
-    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Open(string path, int flags, int mode);
-
     [LibraryImport("libc", EntryPoint = "fallocate", SetLastError = true)]
     private static partial int Fallocate(SafeFileHandle fd, int mode, long offset, long length);
 
@@ -32,16 +27,6 @@ internal static partial class LinuxFileApi
 
     [LibraryImport("libc", EntryPoint = "fstat", SetLastError = true)]
     private static unsafe partial int Fstat(SafeFileHandle fd, byte* statBuffer);
-
-    /// <summary>Opens with O_DIRECT (and O_DSYNC when <paramref name="sync"/>); null when the host refuses.</summary>
-    public static SafeFileHandle? OpenDirect(string path, bool write, bool sync)
-    {
-        if (!IsAvailable) return null;
-        const int ReadWrite = 2, CloseOnExec = 0x80000, DataSync = 0x1000;
-        int flags = (write ? ReadWrite : 0) | CloseOnExec | DirectFlag | (sync ? DataSync : 0);
-        int fd = Open(path, flags, 0);
-        return fd < 0 ? null : new SafeFileHandle(fd, ownsHandle: true);
-    }
 
     /// <summary>Reserves blocks without changing the size or content.</summary>
     public static bool TryPreallocate(SafeFileHandle fd, long offset, long length)

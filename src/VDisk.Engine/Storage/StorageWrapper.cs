@@ -14,6 +14,7 @@ public abstract class StorageWrapper : IStorage
     public virtual string Name => Inner.Name;
     public virtual bool CanWrite => Inner.CanWrite;
     public virtual CacheMode CacheMode => Inner.CacheMode;
+    public virtual int Alignment => Inner.Alignment;
     public virtual long Length => Inner.Length;
     public virtual long AllocatedBytes => Inner.AllocatedBytes;
     public virtual void ReadAt(long offset, Span<byte> buffer) => Inner.ReadAt(offset, buffer);

@@ -1,5 +1,7 @@
 // FileStorage: positional I/O in every cache mode (including the O_DIRECT bounce path for unaligned
-// requests), zeroing, hole punching and the sparse-file map.
+// requests), zeroing, hole punching and the sparse-file map; O_DIRECT really in effect, refused file systems
+// named, the direct-write lock, and the aligned buffer pool.
+using VDisk.Engine.Core;
 using VDisk.Engine.Storage;
 using VDisk.Engine.Tests.Support;
 
@@ -83,5 +85,125 @@ public class FileStorageTests
         var head = new byte[3];
         s.ReadAt(0, head);
         Assert.Equal(new byte[] { 1, 0, 3 }, head);
+    }
+}
+
+public class DirectIoTests
+{
+    [SkippableTheory]
+    [InlineData(CacheMode.None, true)]
+    [InlineData(CacheMode.DirectSync, true)]
+    [InlineData(CacheMode.Writeback, false)]
+    [InlineData(CacheMode.Writethrough, false)]
+    public void CacheModesThatBypassTheHostCacheReallyOpenWithODirect(CacheMode mode, bool direct)
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "/proc/self/fdinfo is Linux-only");
+        using var dir = new TempFolder();
+        using var s = FileStorage.Create(dir.File("f.bin"), overwrite: false, mode);
+        Assert.Equal(direct, (OpenFlags(s) & LinuxFileApi.DirectFlag) != 0);
+        Assert.Equal(direct ? AlignedBufferPool.Alignment : 1, s.Alignment);
+    }
+
+    // tmpfs does O_DIRECT since Linux 6.6; ramfs never has. A private ramfs needs root (CI runs as root).
+    [SkippableFact]
+    public void AFileSystemWithoutODirectIsAnErrorNamingIt()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "ramfs is Linux-only");
+        using var dir = new TempFolder();
+        string mount = dir.File("ramfs");
+        Directory.CreateDirectory(mount);
+        var (code, output) = Run("mount", "-t", "ramfs", "vdisk-test", mount);
+        if (code != 0)
+        {
+            if (Qemu.InCi) Assert.Fail($"cannot mount a ramfs to test O_DIRECT refusal: {output}");
+            Skip.If(true, $"cannot mount a ramfs here (not root?): {output}");
+        }
+        try
+        {
+            string path = Path.Combine(mount, "disk.raw");
+            var e = Assert.Throws<VDiskException>(() => FileStorage.Create(path, overwrite: false, CacheMode.None));
+            Assert.Equal(VDiskErrorKind.Unsupported, e.Kind);
+            Assert.Contains("ramfs", e.Message);
+            Assert.Contains("O_DIRECT", e.Message);
+            Assert.Contains(path, e.Message);
+        }
+        finally
+        {
+            Run("umount", mount);
+        }
+    }
+
+    private static (int Code, string Output) Run(string tool, params string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo(tool) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        string output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode, output);
+    }
+
+    // An unaligned direct write is a read-modify-write of whole blocks; an aligned write to the same block must wait
+    // for it, or the read-modify-write puts the old bytes back over it.
+    [Fact]
+    public void AlignedAndUnalignedDirectWritesToOneBlockNeverLoseEachOther()
+    {
+        using var dir = new TempFolder();
+        using var s = FileStorage.Create(dir.File("f.bin"), overwrite: false, CacheMode.None);
+        var zero = new byte[4096];
+        using var aligned = AlignedBufferPool.Shared.Rent(4096);
+        aligned.Memory.Span.Fill(0xAA);
+        var small = Enumerable.Repeat((byte)0x55, 100).ToArray();
+        var back = new byte[4096];
+        const int Rounds = 2000;
+        using var start = new Barrier(2);
+        int lost = 0;
+        var unalignedWriter = new Thread(() =>
+        {
+            for (int i = 0; i < Rounds; i++)
+            {
+                start.SignalAndWait();
+                s.WriteAt(10, small);
+                start.SignalAndWait();
+            }
+        });
+        unalignedWriter.Start();
+        for (int i = 0; i < Rounds; i++)
+        {
+            s.WriteAt(0, zero);
+            start.SignalAndWait();
+            s.WriteAt(0, aligned.Memory.Span);
+            start.SignalAndWait();
+            s.ReadAt(0, back);
+            if (back[0] != 0xAA || back[4095] != 0xAA) lost++;
+        }
+        unalignedWriter.Join();
+        Assert.True(lost == 0, $"{lost} of {Rounds} aligned writes were lost under a concurrent unaligned one");
+    }
+
+    [Fact]
+    public void PooledBuffersAreAlignedSizedAndReused()
+    {
+        IntPtr first;
+        using (var a = AlignedBufferPool.Shared.Rent(5000))
+        {
+            Assert.Equal(5000, a.Memory.Length);
+            first = Address(a);
+            Assert.Equal(0, first % AlignedBufferPool.Alignment);
+        }
+        using var b = AlignedBufferPool.Shared.Rent(6000); // the same 8 KiB size class
+        Assert.Equal(6000, b.Memory.Length);
+        Assert.Equal(0, Address(b) % AlignedBufferPool.Alignment);
+    }
+
+    private static unsafe IntPtr Address(System.Buffers.IMemoryOwner<byte> owner)
+    {
+        fixed (byte* p = owner.Memory.Span) return (IntPtr)p;
+    }
+
+    private static int OpenFlags(FileStorage s)
+    {
+        string line = File.ReadLines($"/proc/self/fdinfo/{s.Handle.DangerousGetHandle()}").First(l => l.StartsWith("flags:"));
+        return Convert.ToInt32(line["flags:".Length..].Trim(), 8);
     }
 }

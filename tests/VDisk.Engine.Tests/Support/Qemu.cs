@@ -9,6 +9,9 @@ public static class Qemu
 {
     private static readonly Lazy<bool> Present = new(() => Which("qemu-img") && Which("qemu-io"));
 
+    /// <summary>True when qemu-img and qemu-io are installed.</summary>
+    public static bool Available => Present.Value;
+
     public static bool InCi => string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Fails in CI, skips elsewhere, when qemu-img/qemu-io are missing.</summary>

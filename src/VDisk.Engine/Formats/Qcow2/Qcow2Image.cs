@@ -132,7 +132,8 @@ internal sealed partial class Qcow2Image : IDisposable
     /// <summary>
     /// Reserves <paramref name="length"/> bytes (less than a cluster) for a compressed payload, packed right after the
     /// previous one as qemu-img does: into the rest of the current host cluster, or on into the next one when that is
-    /// free, else into a fresh cluster. Every cluster a payload touches gains one reference.
+    /// free, else into a fresh cluster (also when the current one's refcount cannot grow). Every cluster a payload
+    /// touches gains one reference.
     /// </summary>
     public HostOffset AllocateCompressed(int length)
     {
@@ -142,9 +143,9 @@ internal sealed partial class Qcow2Image : IDisposable
             long cs = Geometry.ClusterSize;
             if (length <= 0 || length >= cs) throw new ArgumentOutOfRangeException(nameof(length), "a compressed payload must be shorter than a cluster");
             var start = _compressedCursor;
-            if (start.IsNone)
+            if (start.IsNone || Refcounts.Get(Geometry.ClusterOf(start)) >= Refcounts.MaxRefcount)
             {
-                start = Refcounts.Allocate(1).Offset;
+                start = Refcounts.Allocate(1).Offset; // nothing to continue, or its refcount is full (1- to 4-bit refcounts)
             }
             else if (start.Value % cs + length <= cs)
             {
@@ -227,12 +228,14 @@ internal sealed partial class Qcow2Image : IDisposable
         if (!_compressedCursor.IsNone && Geometry.ClusterOf(_compressedCursor) == cluster) _compressedCursor = HostOffset.None;
     }
 
+    // Dependencies decide what must precede what; the tables go first so that, with lazy refcounts (whose counts
+    // depend on nothing), the counts are the last thing written before the header that vouches for them.
     private void WriteBackAll()
     {
-        _order.WriteBack(_refcounts!.Blocks);
-        _order.WriteBack(_refcounts.Table);
         _order.WriteBack(_l2);
         _order.WriteBack(Active.L1);
+        _order.WriteBack(_refcounts!.Blocks);
+        _order.WriteBack(_refcounts.Table);
     }
 
     // A freed cluster is about to be handed out again: every table that used to point at it must be durable first.
