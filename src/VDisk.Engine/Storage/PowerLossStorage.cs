@@ -32,6 +32,22 @@ public sealed class PowerLossStorage : StorageWrapper
     /// <summary>Number of changes recorded so far (flushes included).</summary>
     public int ChangeCount { get { lock (_lock) return _log.Count; } }
 
+    /// <summary>Every change so far, in order: what it was, where, and how long (for write-order assertions).</summary>
+    public IReadOnlyList<RecordedChange> Changes
+    {
+        get
+        {
+            lock (_lock)
+                return _log.Select(c => c switch
+                {
+                    WriteChange w => new RecordedChange(RecordedChangeKind.Write, w.Offset, w.Data.Length),
+                    ZeroChange z => new RecordedChange(z.Extends ? RecordedChangeKind.Zero : RecordedChangeKind.Discard, z.Offset, z.Length),
+                    ResizeChange r => new RecordedChange(RecordedChangeKind.Resize, r.Length, 0),
+                    _ => new RecordedChange(RecordedChangeKind.Flush, 0, 0),
+                }).ToList();
+        }
+    }
+
     /// <summary>Number of flushes recorded so far.</summary>
     public int FlushCount { get { lock (_lock) return _log.Count(c => c is FlushChange); } }
 
@@ -193,6 +209,12 @@ public sealed class PowerLossStorage : StorageWrapper
         }
     }
 }
+
+/// <summary>What kind of change a storage recorded.</summary>
+public enum RecordedChangeKind { Write, Zero, Discard, Resize, Flush }
+
+/// <summary>One recorded change (for a resize, <paramref name="Offset"/> is the new length).</summary>
+public sealed record RecordedChange(RecordedChangeKind Kind, long Offset, long Length);
 
 /// <summary>What a medium might hold after a simulated power cut.</summary>
 /// <param name="Flushes">Flushes that had completed before the cut.</param>

@@ -19,6 +19,7 @@ public class Qcow2HeaderTests
             CompatibleFeatures = Qcow2Features.LazyRefcounts, BackingFile = "base.qcow2",
         };
         header.BackingFormat = "qcow2";
+        header.Extensions.Add(Qcow2HeaderExtension.FeatureNameTable());
         var b = header.Serialize();
         Assert.Equal(65536, b.Length);
         Assert.Equal(new byte[] { 0x51, 0x46, 0x49, 0xfb }, b[0..4]);                 // magic "QFI\xfb"
@@ -47,7 +48,8 @@ public class Qcow2HeaderTests
         Assert.Equal("base.qcow2", parsed.BackingFile);
         Assert.Equal("qcow2", parsed.BackingFormat);
         Assert.True(parsed.LazyRefcounts);
-        Assert.Contains(parsed.Extensions, e => e.Type == Qcow2HeaderExtension.FeatureNameTableType || e.Type == Qcow2HeaderExtension.BackingFormatType);
+        Assert.Contains(parsed.Extensions, e => e.Type == Qcow2HeaderExtension.BackingFormatType);
+        Assert.Contains(parsed.Extensions, e => e.Type == Qcow2HeaderExtension.FeatureNameTableType);
     }
 
     [Fact]
@@ -128,19 +130,76 @@ public class Qcow2HeaderTests
         Assert.Contains("corrupt", e.Message);
     }
 
+    // The header is rewritten (the refcount table moves: 1 KiB clusters and 64-bit refcounts cover 16 MiB per table
+    // cluster) and must keep an unknown extension, unknown header fields past byte 112 and the feature name table.
     [Fact]
-    public void UnknownHeaderExtensionsSurviveWriting()
+    public void UnknownExtensionsAndFieldsSurviveAHeaderRewrite()
+    {
+        var bytes = WithUnknowns(new CreateOptions { Size = 24 << 20, ClusterSize = 1024, RefcountBits = 64 });
+        var before = Qcow2Header.Parse(bytes, "x");
+        var image = new MemoryStorage("x.qcow2", bytes);
+        using (var disk = new VirtualDisk("x", Qcow2Driver.Open(image, true), null, true)) disk.Write(0, Images.Pattern(17 << 20, 1));
+        var after = Qcow2Header.Parse(image.ToArray(), "x");
+        Assert.NotEqual(before.RefcountTableOffset, after.RefcountTableOffset); // the header really was rewritten
+        Assert.Contains(after.Extensions, e => e.Type == 0x12345678 && e.Data.SequenceEqual(new byte[] { 1, 2, 3 }));
+        Assert.Equal(new byte[] { 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 7 }, after.UnknownFields);
+        Assert.Equal(120, after.HeaderLength);
+        Assert.Equal(before.Extensions.Single(e => e.Type == Qcow2HeaderExtension.FeatureNameTableType).Data,
+            after.Extensions.Single(e => e.Type == Qcow2HeaderExtension.FeatureNameTableType).Data);
+    }
+
+    // Changing a field moves everything after it: the updater re-serialises the extensions and the backing name, and
+    // writes only the bytes that changed.
+    [Fact]
+    public void TheUpdaterRewritesExtensionsAndWritesOnlyWhatChanged()
+    {
+        var bytes = WithUnknowns(new CreateOptions { Size = 1 << 20 });
+        var memory = new MemoryStorage("x.qcow2", bytes);
+        var recorder = new PowerLossStorage(memory);
+        using (var image = Qcow2Image.Open(recorder, writable: true, Qcow2CacheBudget.Default))
+        {
+            var updater = image.HeaderUpdater;
+            updater.Update(h =>
+            {
+                h.BackingFile = "base.raw";
+                h.BackingFormat = "raw"; // a new extension in front of the unknown one
+            });
+            updater.Update(h => h.IncompatibleFeatures |= Qcow2Features.Corrupt);
+        }
+        var after = Qcow2Header.Parse(memory.ToArray(), "x");
+        Assert.Equal("base.raw", after.BackingFile);
+        Assert.Equal("raw", after.BackingFormat);
+        Assert.Contains(after.Extensions, e => e.Type == 0x12345678 && e.Data.SequenceEqual(new byte[] { 1, 2, 3 }));
+        Assert.Equal(new byte[] { 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 7 }, after.UnknownFields);
+        Assert.True(after.IsCorrupt);
+        var headerWrites = recorder.Changes.Where(c => c.Kind == RecordedChangeKind.Write && c.Offset < 512).ToList();
+        Assert.Contains(headerWrites, w => w.Offset == Qcow2Header.IncompatibleOffset + 7 && w.Length == 1); // one bit: one byte
+    }
+
+    [Fact]
+    public void AHeaderThatNoLongerFitsIsRefusedAndLeftAlone()
+    {
+        var bytes = WithUnknowns(new CreateOptions { Size = 1 << 20, ClusterSize = 1024 });
+        var storage = new MemoryStorage("x.qcow2", bytes);
+        using var image = Qcow2Image.Open(storage, writable: true, Qcow2CacheBudget.Default);
+        var before = storage.ToArray()[..1024];
+        var e = Assert.Throws<VDiskException>(() => image.HeaderUpdater.Update(h => h.BackingFile = new string('b', 600)));
+        Assert.Contains("do not fit", e.Message);
+        Assert.Equal(before, storage.ToArray()[..1024]);
+        Assert.Null(image.Header.BackingFile);
+    }
+
+    // A valid image whose header has an unknown extension and eight bytes of unknown fields (header_length 120).
+    private static byte[] WithUnknowns(CreateOptions options)
     {
         var storage = new MemoryStorage("x.qcow2");
-        Qcow2Creator.WriteEmpty(storage, new CreateOptions { Size = 1 << 20 }, 1 << 20, null, null);
+        Qcow2Creator.WriteEmpty(storage, options, options.Size!.Value, null, null);
         var bytes = storage.ToArray();
         var header = Qcow2Header.Parse(bytes, "x");
         header.Extensions.Insert(0, new Qcow2HeaderExtension(0x12345678, new byte[] { 1, 2, 3 }));
-        header.Serialize().CopyTo(bytes, 0);
-        var image = new MemoryStorage("x.qcow2", bytes);
-        using (var disk = new VirtualDisk("x", Qcow2Driver.Open(image, true), null, true)) disk.Write(5000, new byte[] { 9, 9, 9 });
-        var after = Qcow2Header.Parse(image.ToArray(), "x");
-        Assert.Contains(after.Extensions, e => e.Type == 0x12345678 && e.Data.SequenceEqual(new byte[] { 1, 2, 3 }));
+        header.UnknownFields = new byte[] { 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 7 };
+        header.Serialize(mayDropFeatureTable: false).CopyTo(bytes, 0);
+        return bytes;
     }
 
     private static byte[] ValidHeaderBytes()

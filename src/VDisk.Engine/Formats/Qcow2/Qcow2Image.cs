@@ -61,6 +61,8 @@ internal sealed partial class Qcow2Image : IDisposable
     /// <summary>The refcounts (writable images only).</summary>
     internal Qcow2Refcounts Refcounts => _refcounts ?? throw new InvalidOperationException("the image is open read-only");
     internal Qcow2WriteOrder Order => _order;
+    /// <summary>The header's one writer.</summary>
+    internal Qcow2HeaderUpdater HeaderUpdater => _header;
 
     /// <summary>
     /// Opens the image in <paramref name="storage"/>: parses and validates the header and opens the tables. A writable
