@@ -108,15 +108,23 @@ public static class CreateImage
             using (storage) VdiCreator.WriteEmpty(storage, options, size);
             return;
         }
-        Qcow2Creator.WriteEmpty(storage, options, size, backingName, backingFormat);
-        if (options.Preallocation == Preallocation.Off)
+        Qcow2Driver? driver = null;
+        try
         {
-            storage.Flush();
-            storage.Dispose();
-            return;
+            Qcow2Creator.WriteEmpty(storage, options, size, backingName, backingFormat);
+            if (options.Preallocation == Preallocation.Off)
+            {
+                storage.Flush();
+                return;
+            }
+            driver = Qcow2Driver.Open(storage, writable: true);
+            driver.Preallocate(options.Preallocation, progress, cancel);
         }
-        using var driver = Qcow2Driver.Open(storage, writable: true);
-        driver.Preallocate(options.Preallocation, progress, cancel);
+        finally
+        {
+            if (driver != null) driver.Dispose(); // closes the storage too
+            else storage.Dispose(); // also on failure: an open handle would keep a removed file's space in use
+        }
     }
 
     // The backing image must open; its size is the default size and its probed format is recorded.

@@ -84,5 +84,17 @@ public sealed class ScratchMount : IDisposable
         }
     }
 
-    public void Dispose() => HostSetup.Run("umount", Path);
+    /// <summary>Unmounts; a mount kept busy (a file left open: a bug) is detached lazily and reported.</summary>
+    public void Dispose()
+    {
+        try
+        {
+            HostSetup.Run("umount", Path);
+        }
+        catch (InvalidOperationException)
+        {
+            HostSetup.Run("umount", "--lazy", Path);
+            throw;
+        }
+    }
 }
