@@ -85,12 +85,16 @@ Describe 'Convert-VDisk into a block device' {
             [Array]::Fill($data, [byte]0xee)
             , $data
         }
+        # A loop device, reached through a private node in the test folder, never through /dev/loopN: code that
+        # wrongly replaced a destination node with a file (the bug tested here) must not destroy the host's /dev.
         function New-LoopDevice([int] $Length) {
             $backing = Join-Path $folder "backing$($devices.Count)"
             [System.IO.File]::WriteAllBytes($backing, (New-OldData $Length))
             $device = (Invoke-Tool 'losetup' @('-f', '--show', $backing)) -join ''
             $devices.Add($device)
-            $device
+            $major, $minor = (& stat -c '%t %T' $device) -split ' ' | ForEach-Object { [Convert]::ToInt32($_, 16) }
+            Invoke-Tool 'mknod' @('-m', '600', "$backing.dev", 'b', $major, $minor)
+            "$backing.dev"
         }
     }
     AfterEach {

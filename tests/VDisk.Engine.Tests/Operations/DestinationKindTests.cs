@@ -38,6 +38,23 @@ public class DestinationKindTests
         Assert.Equal(new[] { node, source }.Order(), Directory.GetFileSystemEntries(dir.Path).Order());
     }
 
+    [SkippableFact]
+    public void ACharacterDeviceNodeIsRefusedAndKept()
+    {
+        HostSetup.RequireRoot();
+        using var dir = new TempFolder();
+        string source = dir.File("src.raw");
+        SampleData.WriteRaw(source, 1 << 20, 4);
+        string node = dir.File("null");
+        HostSetup.Run("mknod", "-m", "666", node, "c", "1", "3"); // a private /dev/null
+
+        var e = Assert.Throws<VDiskException>(() => ConvertImage.Run(source, node, new ConvertOptions { DestinationFormat = ImageFormat.Raw, Overwrite = true }));
+
+        Assert.Equal(VDiskErrorKind.UnsupportedDestination, e.Kind);
+        Assert.Contains("character device", e.Message);
+        Assert.Equal(HostFileType.CharacterDevice, HostFileInfo.Of(node).Type);
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]

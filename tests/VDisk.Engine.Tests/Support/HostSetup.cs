@@ -33,15 +33,24 @@ public static class HostSetup
     public static void MakeFifo(string path) => Run("mkfifo", path);
 }
 
-/// <summary>A loop block device over a backing file, detached on dispose.</summary>
+/// <summary>
+/// A loop block device over a backing file, detached on dispose. Tests write through a private node for it beside
+/// the backing file, never through /dev/loopN: code that wrongly replaced a destination node with a file (the bug
+/// these tests guard against) must not be able to destroy the host's /dev.
+/// </summary>
 public sealed class LoopDevice : IDisposable
 {
+    private readonly string _device;
+
     public LoopDevice(string backingFile, bool readOnly = false)
     {
-        Path = readOnly ? HostSetup.Run("losetup", "-f", "--show", "-r", backingFile) : HostSetup.Run("losetup", "-f", "--show", backingFile);
+        _device = readOnly ? HostSetup.Run("losetup", "-f", "--show", "-r", backingFile) : HostSetup.Run("losetup", "-f", "--show", backingFile);
+        string[] numbers = HostSetup.Run("stat", "-c", "%t %T", _device).Split(' ');
+        Path = backingFile + ".dev";
+        HostSetup.Run("mknod", "-m", "600", Path, "b", Convert.ToInt32(numbers[0], 16).ToString(), Convert.ToInt32(numbers[1], 16).ToString());
     }
 
-    /// <summary>The device node, e.g. /dev/loop3.</summary>
+    /// <summary>The private block device node, beside the backing file.</summary>
     public string Path { get; }
 
     public byte[] Read(int length)
@@ -52,7 +61,11 @@ public sealed class LoopDevice : IDisposable
         return bytes;
     }
 
-    public void Dispose() => HostSetup.Run("losetup", "-d", Path);
+    public void Dispose()
+    {
+        HostSetup.Run("losetup", "-d", _device);
+        File.Delete(Path);
+    }
 }
 
 /// <summary>A file system mounted on a fresh folder (tmpfs with a size, or ramfs), unmounted on dispose.</summary>
