@@ -210,9 +210,10 @@ Describe 'New-VDisk -Preallocation Falloc on small file systems' {
     }
 
     It 'fails with IOError on a full file system and leaves nothing (<Format>)' -Skip:$SkipRoot -ForEach @{ Format = 'Raw' }, @{ Format = 'Qcow2' } {
-        Invoke-Tool 'mount' @('-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', $mount)
-        $fill = [System.IO.File]::Create("$mount/filler")
-        try { while ($true) { $fill.Write([byte[]]::new(65536), 0, 65536) } } catch [System.IO.IOException] { } finally { $fill.Dispose() }
+        # A 4 MiB file system with 1 MiB left: room for the image's metadata, not for its 16 MiB.
+        Invoke-Tool 'mount' @('-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', $mount)
+        $free = [System.IO.DriveInfo]::new($mount).AvailableFreeSpace
+        Invoke-Tool 'fallocate' @('-l', ($free - 1MB), "$mount/filler")
 
         New-VDisk "$mount/disk.img" 16MB -Format $Format -Preallocation Falloc -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
 

@@ -83,18 +83,14 @@ public sealed class ScratchMount : IDisposable
 
     public string File(string name) => System.IO.Path.Combine(Path, name);
 
-    /// <summary>Fills the file system until a write fails for lack of space.</summary>
-    public void Fill()
+    /// <summary>Fills the file system with one file until only about <paramref name="leaveBytes"/> are free.</summary>
+    public void Fill(long leaveBytes)
     {
+        long target = new DriveInfo(Path).AvailableFreeSpace - leaveBytes;
         using var filler = new FileStream(File("filler"), FileMode.CreateNew);
         var block = new byte[65536];
-        try
-        {
-            while (true) filler.Write(block);
-        }
-        catch (IOException)
-        {
-        }
+        for (long written = 0; written < target; written += block.Length)
+            filler.Write(block, 0, (int)Math.Min(block.Length, target - written));
     }
 
     /// <summary>Unmounts; a mount kept busy (a file left open: a bug) is detached lazily and reported.</summary>
