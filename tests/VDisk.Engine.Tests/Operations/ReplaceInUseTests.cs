@@ -64,6 +64,26 @@ public class ReplaceInUseTests
     }
 
     [SkippableFact]
+    public void OverwriteRefusesTheBackingFileOfAnOverlayQemuHasOpen()
+    {
+        Qemu.Require();
+        using var dir = new TempFolder();
+        string source = dir.File("src.raw");
+        SampleData.WriteRaw(source, 4 << 20, 4);
+        string template = dir.File("base.qcow2");
+        Qemu.Img("create", "-q", "-f", "qcow2", template, "8M");
+        Qemu.Img("create", "-q", "-f", "qcow2", "-b", template, "-F", "qcow2", dir.File("vm.qcow2"));
+        var before = Snapshot(template);
+
+        using (new QemuHolder(dir.File("vm.qcow2"), "qcow2")) // the VM reads its template
+        {
+            var e = Assert.Throws<VDiskException>(() => ConvertImage.Run(source, template, new ConvertOptions { Overwrite = true }));
+            Assert.Equal(VDiskErrorKind.InUse, e.Kind);
+        }
+        Assert.Equal(before, Snapshot(template));
+    }
+
+    [SkippableFact]
     public void TheReplacedImageStaysLockedUntilTheNewOneIsInPlace()
     {
         Qemu.Require();
