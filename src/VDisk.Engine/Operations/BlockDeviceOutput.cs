@@ -26,11 +26,11 @@ internal static class BlockDeviceOutput
         if (!options.Overwrite)
             throw new VDiskException(VDiskErrorKind.AlreadyExists, device, $"{device} is a block device; use -Force to overwrite its content.");
         if (options.BackingPath != null)
-            throw VDiskException.Invalid(device, "Raw images cannot have a backing file; use qcow2 for an overlay.");
+            throw VDiskException.Invalid(device, $"{device}: raw images cannot have a backing file; use qcow2 for an overlay.");
         if (options.Preallocation != Preallocation.Off)
-            throw VDiskException.Invalid(device, $"Preallocation '{options.Preallocation}' does not apply to a block device, whose space is all there (use Off).");
+            throw VDiskException.Invalid(device, $"{device}: preallocation '{options.Preallocation}' does not apply to a block device, whose space is all there (use Off).");
         if (options.CacheMode.BypassesHostCache())
-            throw VDiskException.Invalid(device, $"Cache mode {options.CacheMode} (O_DIRECT) is not supported for a block device; use Writeback, Writethrough or Unsafe.");
+            throw VDiskException.Invalid(device, $"{device}: cache mode {options.CacheMode} (O_DIRECT) is not supported for a block device; use Writeback, Writethrough or Unsafe.");
 
         var storage = BlockDeviceStorage.Open(device, input.Length, options.CacheMode);
         using var output = new VirtualDisk(device, new RawDriver(storage), backing: null, writable: true); // owns the storage

@@ -58,7 +58,7 @@ public class BlockDeviceOutputTests
         AssertRefused(VDiskErrorKind.UnsupportedDestination, "less than the image's virtual size", () => ConvertImage.Run(source, small.Path, raw));
         AssertRefused(VDiskErrorKind.UnsupportedDestination, "only raw output", () => ConvertImage.Run(source, device.Path, raw with { DestinationFormat = ImageFormat.Qcow2 }));
         AssertRefused(VDiskErrorKind.AlreadyExists, "-Force", () => ConvertImage.Run(source, device.Path, raw with { Overwrite = false }));
-        AssertRefused(VDiskErrorKind.InvalidArgument, "Preallocation", () => ConvertImage.Run(source, device.Path, raw with { Preallocation = Preallocation.Full }));
+        AssertRefused(VDiskErrorKind.InvalidArgument, "preallocation 'Full'", () => ConvertImage.Run(source, device.Path, raw with { Preallocation = Preallocation.Full }));
         AssertRefused(VDiskErrorKind.InvalidArgument, "O_DIRECT", () => ConvertImage.Run(source, device.Path, raw with { CacheMode = CacheMode.None }));
         AssertRefused(VDiskErrorKind.ReadOnly, "read-only", () => ConvertImage.Run(source, readOnly.Path, raw));
         AssertRefused(VDiskErrorKind.UnsupportedDestination, "block device", () => CreateImage.Run(device.Path, new CreateOptions { Format = ImageFormat.Raw, Size = 1 << 20 }, overwrite: true));
