@@ -1,11 +1,11 @@
 // Writing into an existing block device (a disk, partition, LVM volume or loop device), as qemu-img's host_device
 // driver does (QEMU block/file-posix.c: hdev_open, check_hdev_writable, raw_getlength; zeroing without a slow
-// fallback, as BDRV_REQ_NO_FALLBACK asks: fallocate(PUNCH_HOLE) on a block device zeroes only if the device can
-// do it without writing every block). The device is
-// opened with O_EXCL, which the kernel refuses while a file system is mounted on it or device-mapper, RAID or swap
-// holds it; QEMU's write locks are taken so a VM using it is refused too; a read-only device (blockdev --setro) and
-// one smaller than the image are refused before anything is written. The storage is a window of the device's first
-// Length bytes: it cannot grow, and bytes past the window are left as they are. Linux only.
+// fallback, as BDRV_REQ_NO_FALLBACK asks: fallocate(PUNCH_HOLE) on a block device zeroes only if the device can do
+// it without writing every block). The device is opened with O_EXCL, which the kernel refuses while a file system
+// is mounted on it or device-mapper, RAID or swap holds it; QEMU's write locks are taken so a VM using it is
+// refused too; a read-only device (blockdev --setro) and one smaller than the image are refused before anything is
+// written. The storage is a window of the device's first Length bytes: it cannot grow, and bytes past the window
+// are left as they are. Linux only.
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 using VDisk.Engine.Core;
