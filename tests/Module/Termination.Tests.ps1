@@ -65,6 +65,12 @@ Describe 'A conversion killed with a signal' {
     }
 
     It 'SIGKILL: leaves its temporary output, which the next run in the folder removes; a live run''s stays' {
+        # A live conversion into the same folder, running through all of this.
+        $liveSource = (New-VDisk "$folder/live.raw" 768MB -Format Raw).Path
+        $live = Start-ChildConversion $liveSource "$folder/live.qcow2"
+        $children.Add($live)
+        $liveTemp = Wait-TemporaryOutput $folder 'live.qcow2' $live
+
         $victim = Start-ChildConversion $source "$folder/killed.qcow2"
         $children.Add($victim)
         $left = Wait-TemporaryOutput $folder 'killed.qcow2' $victim
@@ -72,16 +78,13 @@ Describe 'A conversion killed with a signal' {
         $victim.Process.WaitForExit()
         $left | Should -Exist -Because 'nothing can clean up after SIGKILL in the killed process itself'
 
-        $liveSource = (New-VDisk "$folder/live.raw" 256MB -Format Raw).Path
-        $live = Start-ChildConversion $liveSource "$folder/live.qcow2"
-        $children.Add($live)
-        $liveTemp = Wait-TemporaryOutput $folder 'live.qcow2' $live
-
-        $null = New-VDisk "$folder/next.qcow2" 1MB # the next run writing into the folder
+        $live.Process.HasExited | Should -BeFalse -Because 'the live conversion must still be running for this test'
+        $null = New-VDisk "$folder/next.qcow2" 1MB -WarningVariable warnings -WarningAction SilentlyContinue # the next run in the folder
 
         $left | Should -Not -Exist
+        @($warnings.Message) | Should -Be @("$folder/next.qcow2: Removed '$left', the temporary output of an earlier run that was killed before it could clean up.")
         $liveTemp | Should -Exist
-        $live.Process.WaitForExit(120000) | Should -BeTrue
+        $live.Process.WaitForExit(180000) | Should -BeTrue
         $live.Process.ExitCode | Should -Be 0
         $live.Output.Result | Should -Match 'converted'
         (Compare-VDisk $liveSource "$folder/live.qcow2").Equal | Should -BeTrue

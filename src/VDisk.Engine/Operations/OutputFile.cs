@@ -30,12 +30,13 @@ internal sealed class OutputFile : IDisposable
     public string Temp { get; }
 
     /// <summary>
-    /// Prepares to write <paramref name="plan"/>: removes stale temporary files from its folder and locks the files it
-    /// replaces (see <see cref="ReplacementLock"/>). Nothing is written yet.
+    /// Prepares to write <paramref name="plan"/>: removes stale temporary files from its folder (each noted as a
+    /// warning) and locks the files it replaces (see <see cref="ReplacementLock"/>). Nothing is written yet.
     /// </summary>
     public static OutputFile Begin(CreateImage.CreatePlan plan, bool overwrite)
     {
-        TemporaryOutputs.RemoveStale(Path.GetDirectoryName(plan.Path) ?? ".");
+        foreach (string stale in TemporaryOutputs.RemoveStale(Path.GetDirectoryName(plan.Path) ?? "."))
+            OperationWarnings.Add($"Removed '{stale}', the temporary output of an earlier run that was killed before it could clean up.");
         var inPlace = CreateImage.FilesOf(plan).Where(file => file != plan.Path);
         return new OutputFile(plan.Path, overwrite, ReplacementLock.Acquire(plan.Path, inPlace));
     }

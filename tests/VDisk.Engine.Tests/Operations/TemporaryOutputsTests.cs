@@ -75,9 +75,10 @@ public class TemporaryOutputsTests
         ended.WaitForExit();
         string stale = Touch(dir.File($".killed.qcow2.vdisk-{self.Groups["machine"]}-{self.Groups["boot"]}-{ended.Id}-1-0123abcd.tmp"));
 
-        CreateImage.Run(dir.File("new.qcow2"), new CreateOptions { Size = 1 << 20 });
+        var result = CreateImage.Run(dir.File("new.qcow2"), new CreateOptions { Size = 1 << 20 });
 
         Assert.False(File.Exists(stale));
+        Assert.Contains(stale, Assert.Single(result.Warnings));
         Assert.Equal(new[] { dir.File("new.qcow2") }, Directory.GetFiles(dir.Path));
     }
 
