@@ -102,6 +102,12 @@ public static class ImageChain
         {
             throw new VDiskException(VDiskErrorKind.ReadOnly, path, $"{path}: permission denied ({e.Message}).", e);
         }
+        catch (IOException e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            // File.Exists is true for a symbolic link whose target is missing (or the file was removed meanwhile).
+            string why = new FileInfo(path).LinkTarget is { } target ? $" (it is a symbolic link to '{target}', which does not exist)" : string.Empty;
+            throw new VDiskException(VDiskErrorKind.NotFound, path, $"{path}: no such file{why}.", e);
+        }
         catch (IOException e)
         {
             throw new VDiskException(VDiskErrorKind.IoError, path, $"{path}: {e.Message}", e);

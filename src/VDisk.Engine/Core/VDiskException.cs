@@ -31,6 +31,10 @@ public enum VDiskErrorKind
     SnapshotNotFound,
     /// <summary>Another process (a running virtual machine) holds a conflicting lock on the image.</summary>
     InUse,
+    /// <summary>The destination cannot take the output: a character device, FIFO or socket, or a block device that does not fit.</summary>
+    UnsupportedDestination,
+    /// <summary>The output would replace the source image itself (the same file, or a symbolic or hard link to it).</summary>
+    DestinationIsSource,
 }
 
 /// <summary>An engine failure with a kind and the path of the file concerned.</summary>

@@ -1,26 +1,45 @@
-// Converting images (DESIGN.md "Operations": Convert; qemu-img convert): options checked, the output
-// created under a temporary name, the copy done by ConvertCopier on the block pipeline, and the output
-// renamed into place only on success.
+// Converting images (DESIGN.md "Operations": Convert; qemu-img convert): options checked, the copy done by
+// ConvertCopier on the block pipeline, and the output written to a temporary file renamed into place on
+// success (OutputFile), or in place into a block device (BlockDeviceOutput).
 using VDisk.Engine.Chain;
 using VDisk.Engine.Core;
+using VDisk.Engine.Storage;
 
 namespace VDisk.Engine.Operations;
 
 /// <summary>Converts an image (with its backing chain) to another format or layout.</summary>
 public static class ConvertImage
 {
-    /// <summary>Converts <paramref name="source"/> into a new image at <paramref name="destination"/>.</summary>
+    /// <summary>
+    /// Converts <paramref name="source"/> into a new image at <paramref name="destination"/>, or writes it as raw into
+    /// the existing block device <paramref name="destination"/> names (see <see cref="BlockDeviceOutput"/>).
+    /// </summary>
     public static ConvertResult Run(string source, string destination, ConvertOptions options,
         IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         source = Path.GetFullPath(source);
         destination = Path.GetFullPath(destination);
         options = Normalise(options, destination);
+        bool toBlockDevice = OutputFile.DestinationKind(destination, blockDeviceAllowed: true) == HostFileType.BlockDevice;
+        using var warnings = OperationWarnings.Collect();
 
         using var input = ImageChain.Open(source, new OpenOptions
         {
             Format = options.SourceFormat, Snapshot = options.Snapshot, CacheMode = options.SourceCacheMode, BackingCacheMode = options.SourceCacheMode,
         });
+        ConvertResult Copy(VirtualDisk output, ConvertOptions copyOptions)
+        {
+            var copier = new ConvertCopier(input, output, copyOptions, progress, cancel);
+            copier.Run();
+            output.Flush();
+            return new ConvertResult { Destination = destination, VirtualSize = input.Length, BytesWritten = copier.BytesWritten, CompressedUnits = copier.CompressedUnits };
+        }
+        if (toBlockDevice)
+        {
+            RefuseOverwritingInputs(new[] { destination }, destination, input, options.BackingPath);
+            return BlockDeviceOutput.Write(input, destination, options, Copy);
+        }
+
         var plan = CreateImage.Plan(destination, new CreateOptions
         {
             Format = options.DestinationFormat,
@@ -34,28 +53,20 @@ public static class ConvertImage
             BackingPathRelative = options.BackingPathRelative,
             BackingFormat = options.BackingFormat,
         }, options.Overwrite);
-        RefuseOverwritingInputs(plan, input, options.BackingPath);
+        RefuseOverwritingInputs(CreateImage.FilesOf(plan), destination, input, options.BackingPath);
 
-        string temp = CreateImage.TempNameFor(destination);
         try
         {
-            CreateImage.Write(plan, temp, cancel);
+            using var file = OutputFile.Begin(plan, options.Overwrite);
+            CreateImage.Write(plan, file.Temp, cancel);
             ConvertResult result;
-            using (var output = ImageChain.Open(temp, new OpenOptions { Writable = true, Format = options.DestinationFormat, CacheMode = options.CacheMode }))
-            {
-                var copier = new ConvertCopier(input, output, options, progress, cancel);
-                copier.Run();
-                output.Flush();
-                result = new ConvertResult { Destination = destination, VirtualSize = input.Length, BytesWritten = copier.BytesWritten, CompressedUnits = copier.CompressedUnits };
-            }
-            File.Move(temp, destination, options.Overwrite);
-            return result;
+            using (var output = ImageChain.Open(file.Temp, new OpenOptions { Writable = true, Format = options.DestinationFormat, CacheMode = options.CacheMode }))
+                result = Copy(output, options);
+            file.Commit();
+            return result with { Warnings = warnings.Messages };
         }
-        catch (Exception e)
+        catch (Exception e) when (CreateImage.WrapHostError(e, destination) is var wrapped && wrapped != e)
         {
-            CreateImage.TryDelete(temp);
-            var wrapped = CreateImage.WrapHostError(e, destination);
-            if (wrapped == e) throw;
             throw wrapped;
         }
     }
@@ -75,16 +86,25 @@ public static class ConvertImage
     }
 
     // No file the output writes (a VMDK writes its extents under their final names) may be a file the
-    // conversion reads: the source chain, or the image the output will be an overlay of.
-    private static void RefuseOverwritingInputs(CreateImage.CreatePlan plan, VirtualDisk input, string? backingPath)
+    // conversion reads: the source chain, or the image the output will be an overlay of. Files are compared by
+    // identity (device and inode), so a symbolic or hard link to an input counts as that input.
+    private static void RefuseOverwritingInputs(IEnumerable<string> outputs, string destination, VirtualDisk input, string? backingPath)
     {
-        var comparer = OperatingSystem.IsWindows() ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
-        var inputs = new HashSet<string>(comparer);
+        if (HostFileInfo.SameFile(destination, input.Path))
+            throw new VDiskException(VDiskErrorKind.DestinationIsSource, input.Path, destination == input.Path
+                ? $"{input.Path}: the destination is the source image itself."
+                : $"{destination} is a link to the source image {input.Path}; converting onto it would replace the source.");
+        var inputs = new List<string>();
         for (var layer = input; layer != null; layer = layer.Backing)
             foreach (var file in layer.Driver.Files) inputs.Add(Path.GetFullPath(file.Name));
         if (backingPath != null) inputs.Add(Path.GetFullPath(backingPath));
-        foreach (var file in CreateImage.FilesOf(plan))
-            if (inputs.Contains(file))
-                throw VDiskException.Invalid(plan.Path, $"{plan.Path}: the output would overwrite '{file}', which the conversion reads.");
+        var identities = inputs.Select(HostFileInfo.Of).Where(f => f.HasIdentity).Select(f => (f.Device, f.Inode)).ToHashSet();
+        var comparer = OperatingSystem.IsWindows() ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
+        foreach (var file in outputs)
+        {
+            var output = HostFileInfo.Of(file);
+            if (inputs.Contains(file, comparer) || (output.HasIdentity && identities.Contains((output.Device, output.Inode))))
+                throw VDiskException.Invalid(destination, $"{destination}: the output would overwrite '{file}', which the conversion reads.");
+        }
     }
 }

@@ -63,4 +63,6 @@ public sealed record ConvertResult
     public required long BytesWritten { get; init; }
     /// <summary>Clusters stored compressed.</summary>
     public required long CompressedUnits { get; init; }
+    /// <summary>Things the caller should be told, such as preallocation falling back to writing zeroes.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = Array.Empty<string>();
 }

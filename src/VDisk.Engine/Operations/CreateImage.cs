@@ -1,6 +1,6 @@
 // Creating images (DESIGN.md "Operations": Create). Written to a temporary file in the destination's
-// folder and renamed into place on success, so a failed or cancelled create leaves nothing behind and
-// never destroys a file it was asked to overwrite.
+// folder and renamed into place on success (OutputFile), so a failed or cancelled create leaves nothing behind,
+// never destroys a file it was asked to overwrite, and never replaces a file a VM has open.
 using VDisk.Engine.Chain;
 using VDisk.Engine.Core;
 using VDisk.Engine.Formats.Qcow2;
@@ -14,27 +14,30 @@ namespace VDisk.Engine.Operations;
 /// <summary>Creates new images.</summary>
 public static class CreateImage
 {
+    /// <summary>The largest virtual size: the largest whole number of 512-byte sectors a signed 64-bit size holds.</summary>
+    public const long MaxSize = long.MaxValue / 512 * 512;
+
     /// <summary>
     /// Creates an image at <paramref name="path"/>. Fails with <see cref="VDiskErrorKind.AlreadyExists"/> when the
-    /// file exists and <paramref name="overwrite"/> is false. Progress reports bytes preallocated.
+    /// file exists and <paramref name="overwrite"/> is false, and with <see cref="VDiskErrorKind.InUse"/> when the file
+    /// it would replace is open in a VM. Progress reports bytes preallocated.
     /// </summary>
-    public static void Run(string path, CreateOptions options, bool overwrite = false,
+    public static CreateResult Run(string path, CreateOptions options, bool overwrite = false,
         IProgress<long>? progress = null, CancellationToken cancel = default)
     {
         var plan = Plan(path, options, overwrite);
-        string temp = TempNameFor(plan.Path);
+        using var warnings = OperationWarnings.Collect();
         try
         {
-            WriteImage(temp, plan.Path, plan.Options, plan.Size, plan.BackingName, plan.BackingFormat, progress, cancel);
-            File.Move(temp, plan.Path, overwrite);
+            using var output = OutputFile.Begin(plan, overwrite);
+            WriteImage(output.Temp, plan.Path, plan.Options, plan.Size, plan.BackingName, plan.BackingFormat, progress, cancel);
+            output.Commit();
         }
-        catch (Exception e)
+        catch (Exception e) when (WrapHostError(e, plan.Path) is var wrapped && wrapped != e)
         {
-            TryDelete(temp);
-            var wrapped = WrapHostError(e, plan.Path);
-            if (wrapped == e) throw;
             throw wrapped;
         }
+        return new CreateResult { Path = plan.Path, Warnings = warnings.Messages };
     }
 
     /// <summary>A validated creation: full path, options with the final size, and the backing name to store.</summary>
@@ -46,6 +49,7 @@ public static class CreateImage
         path = Path.GetFullPath(path);
         if (Directory.Exists(path))
             throw VDiskException.Invalid(path, $"{path} is a directory.");
+        OutputFile.DestinationKind(path, blockDeviceAllowed: false);
         if (File.Exists(path) && !overwrite)
             throw new VDiskException(VDiskErrorKind.AlreadyExists, path, $"{path} already exists (use -Force to overwrite it).");
         string? folder = Path.GetDirectoryName(path);
@@ -54,6 +58,8 @@ public static class CreateImage
 
         var (size, backingName, backingFormat) = ResolveBacking(path, options);
         if (size < 0) throw VDiskException.Invalid(path, $"Size {size} is invalid.");
+        if (size > MaxSize)
+            throw VDiskException.Invalid(path, $"Size {size} bytes is too large: the largest disk is {MaxSize} bytes (8 EiB less 512 bytes).");
         size = (size + 511) / 512 * 512; // qemu-img rounds sizes up to whole sectors
         options = options with { Size = size };
         if (options.Format == ImageFormat.Qcow2) Qcow2Creator.Validate(options, path);
@@ -74,10 +80,6 @@ public static class CreateImage
     /// <summary>Writes the planned image into <paramref name="file"/> (a temporary name beside the destination).</summary>
     internal static void Write(CreatePlan plan, string file, CancellationToken cancel)
         => WriteImage(file, plan.Path, plan.Options, plan.Size, plan.BackingName, plan.BackingFormat, null, cancel);
-
-    /// <summary>A hidden temporary name in the destination's folder, so the final rename stays on one filesystem.</summary>
-    internal static string TempNameFor(string path)
-        => Path.Combine(Path.GetDirectoryName(path) ?? ".", $".{Path.GetFileName(path)}.vdisk-{Guid.NewGuid():N}.tmp");
 
     /// <summary>Turns host I/O exceptions into VDiskExceptions naming <paramref name="path"/>; passes others through.</summary>
     internal static Exception WrapHostError(Exception e, string path) => e switch
@@ -106,15 +108,23 @@ public static class CreateImage
             using (storage) VdiCreator.WriteEmpty(storage, options, size);
             return;
         }
-        Qcow2Creator.WriteEmpty(storage, options, size, backingName, backingFormat);
-        if (options.Preallocation == Preallocation.Off)
+        Qcow2Driver? driver = null;
+        try
         {
-            storage.Flush();
-            storage.Dispose();
-            return;
+            Qcow2Creator.WriteEmpty(storage, options, size, backingName, backingFormat);
+            if (options.Preallocation == Preallocation.Off)
+            {
+                storage.Flush();
+                return;
+            }
+            driver = Qcow2Driver.Open(storage, writable: true);
+            driver.Preallocate(options.Preallocation, progress, cancel);
         }
-        using var driver = Qcow2Driver.Open(storage, writable: true);
-        driver.Preallocate(options.Preallocation, progress, cancel);
+        finally
+        {
+            if (driver != null) driver.Dispose(); // closes the storage too
+            else storage.Dispose(); // also on failure: an open handle would keep a removed file's space in use
+        }
     }
 
     // The backing image must open; its size is the default size and its probed format is recorded.
@@ -140,4 +150,13 @@ public static class CreateImage
         VmdkCreator.DeleteExtentsOf(file); // a temporary VMDK descriptor takes its extent files with it
         try { File.Delete(file); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
+}
+
+/// <summary>What creating an image did.</summary>
+public sealed record CreateResult
+{
+    /// <summary>Full path of the new image.</summary>
+    public required string Path { get; init; }
+    /// <summary>Things the caller should be told, such as preallocation falling back to writing zeroes.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = Array.Empty<string>();
 }

@@ -16,6 +16,7 @@ public sealed class FileStorage : IStorage
     private readonly SafeFileHandle _handle;
     private readonly bool _direct;
     private readonly object _directWriteLock = new();
+    private bool _fallocateUnsupported;
 
     private FileStorage(string path, SafeFileHandle handle, bool write, CacheMode mode, bool direct)
     {
@@ -64,13 +65,25 @@ public sealed class FileStorage : IStorage
         }
     }
 
-    /// <summary>Creates a new empty file; fails if it exists unless <paramref name="overwrite"/>.</summary>
+    /// <summary>
+    /// Creates a new empty file; fails if it exists unless <paramref name="overwrite"/>. An existing file is emptied
+    /// only once its QEMU locks are held (as QEMU's raw_co_create does), so a file a VM has open is refused, not truncated.
+    /// </summary>
     public static FileStorage Create(string path, bool overwrite, CacheMode mode = CacheMode.Writeback)
     {
-        var storage = OpenCore(path, overwrite ? FileMode.Create : FileMode.CreateNew, true, mode);
-        storage.LockMode = ImageLockMode.Write;
-        ImageLocks.Acquire(storage._handle, path, storage.LockMode);
-        return storage;
+        var storage = OpenCore(path, overwrite ? FileMode.OpenOrCreate : FileMode.CreateNew, true, mode);
+        try
+        {
+            storage.LockMode = ImageLockMode.Write;
+            ImageLocks.Acquire(storage._handle, path, storage.LockMode);
+            if (overwrite) storage.SetLength(0);
+            return storage;
+        }
+        catch
+        {
+            storage.Dispose();
+            throw;
+        }
     }
 
     private static FileStorage OpenCore(string path, FileMode fileMode, bool write, CacheMode mode)
@@ -157,12 +170,18 @@ public sealed class FileStorage : IStorage
         }
     }
 
-    /// <inheritdoc/>
+    /// <summary>
+    /// Reserves host space for the range (fallocate). A full file system is an error; where the file system has no
+    /// fallocate, the space is reserved by writing zeroes, as qemu-img does, and a warning says so (see
+    /// <see cref="HostPreallocation"/>).
+    /// </summary>
     public void Preallocate(long offset, long length)
     {
         if (length <= 0) return;
-        if (LinuxFileApi.TryPreallocate(_handle, offset, length)) return;
-        if (offset + length > Length) SetLength(offset + length);
+        if (LinuxFileApi.IsAvailable)
+            HostPreallocation.Reserve(_handle, Name, offset, length, ref _fallocateUnsupported);
+        else if (offset + length > Length)
+            SetLength(offset + length);
     }
 
     /// <inheritdoc/>

@@ -28,9 +28,33 @@ internal static partial class LinuxFileApi
     [LibraryImport("libc", EntryPoint = "fstat", SetLastError = true)]
     private static unsafe partial int Fstat(SafeFileHandle fd, byte* statBuffer);
 
-    /// <summary>Reserves blocks without changing the size or content.</summary>
-    public static bool TryPreallocate(SafeFileHandle fd, long offset, long length)
-        => IsAvailable && Fallocate(fd, 0, offset, length) == 0;
+    /// <summary>errno values the preallocation callers tell apart.</summary>
+    public const int EINTR = 4, ENODEV = 19, ENOTTY = 25, ENOSYS = 38, EOPNOTSUPP = 95;
+
+    [LibraryImport("libc", EntryPoint = "posix_fallocate")]
+    private static partial int PosixFallocateNative(SafeFileHandle fd, long offset, long length);
+
+    /// <summary>
+    /// Reserves blocks without changing the content (fallocate mode 0), extending the file when the range ends past
+    /// it. Returns 0, or the errno: ENOSPC when the file system is full, EOPNOTSUPP (ENOSYS, ENODEV and ENOTTY
+    /// included) when it cannot reserve space this way.
+    /// </summary>
+    public static int Preallocate(SafeFileHandle fd, long offset, long length)
+    {
+        while (Fallocate(fd, 0, offset, length) != 0)
+        {
+            int error = Marshal.GetLastPInvokeError();
+            if (error == EINTR) continue;
+            return error is ENOSYS or ENODEV or ENOTTY ? EOPNOTSUPP : error;
+        }
+        return 0;
+    }
+
+    /// <summary>
+    /// posix_fallocate(3), which QEMU uses for preallocation=falloc: where the file system has no fallocate, glibc
+    /// reserves the range by writing a zero byte into each block that holds none. Returns 0 or the errno.
+    /// </summary>
+    public static int PosixFallocate(SafeFileHandle fd, long offset, long length) => PosixFallocateNative(fd, offset, length);
 
     /// <summary>Deallocates a range inside the file; it reads as zero afterwards.</summary>
     public static bool TryPunchHole(SafeFileHandle fd, long offset, long length)

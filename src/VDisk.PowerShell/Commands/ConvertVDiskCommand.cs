@@ -149,14 +149,16 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
             return "-BackingFormat needs -BackingPath.";
         if (SparseThresholdBytes > long.MaxValue)
             return $"-SparseThresholdBytes {SparseThresholdBytes} is too large.";
+        if (ClusterSizeBytes > int.MaxValue)
+            return ClusterSizeProblem(ClusterSizeBytes);
         return null;
     }
 
     private void Convert(string source, string destination)
     {
-        if (PathComparer.Equals(source, destination))
+        if (HostFileInfo.SameFile(source, destination))
         {
-            WriteError(VDiskErrors.DestinationIsSource(source));
+            WriteError(VDiskErrors.DestinationIsSource(source, destination));
             return;
         }
         if (!ShouldProcess(destination, Describe(source, destination))) return;
@@ -164,6 +166,7 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
         string status = $"Converting {System.IO.Path.GetFileName(source)} to {System.IO.Path.GetFileName(destination)}";
         var written = Attempt(source, () => RunWithProgress("Convert-VDisk", status, 0, (meter, cancel) => ConvertImage.Run(source, destination, options, meter, cancel)));
         if (written is null) return;
+        foreach (string warning in written.Warnings) WriteWarning($"{destination}: {warning}");
         _written.Add(destination);
         if (PassThru && Attempt(destination, () => InspectImage.Run(destination)) is { } info)
             WriteObject(VDiskInfo.From(info));
@@ -176,7 +179,7 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
         Subformat = IsBound(nameof(Subformat)) ? Subformat.ToEngine() : ImageSubformat.Default,
         Compress = Compress,
         CompressionType = CompressionType,
-        ClusterSize = IsBound(nameof(ClusterSizeBytes)) ? (int)Math.Min(ClusterSizeBytes, int.MaxValue) : null,
+        ClusterSize = IsBound(nameof(ClusterSizeBytes)) ? (int)ClusterSizeBytes : null,
         Preallocation = Preallocation,
         BackingPath = _backingFull,
         BackingPathRelative = _backingFull != null && IsTypedRelative(BackingPath),

@@ -89,20 +89,23 @@ public sealed class NewVDiskCommand : VDiskCmdletBase
 
         var options = BuildOptions(format, backingFull);
         if (!ShouldProcess(target, Describe(target, format))) return;
-        var info = Attempt(target, () => RunWithProgress("New-VDisk", $"Creating {target}", options.Size ?? 0, (meter, cancel) =>
+        var created = Attempt(target, () => RunWithProgress("New-VDisk", $"Creating {target}", options.Size ?? 0, (meter, cancel) =>
         {
-            CreateImage.Run(target, options, Force, meter, cancel);
-            return InspectImage.Run(target, cancel: cancel);
+            var result = CreateImage.Run(target, options, Force, meter, cancel);
+            return Tuple.Create(result, InspectImage.Run(target, cancel: cancel));
         }));
-        if (info != null) WriteObject(VDiskInfo.From(info));
+        if (created is null) return;
+        foreach (string warning in created.Item1.Warnings) WriteWarning($"{target}: {warning}");
+        WriteObject(VDiskInfo.From(created.Item2));
     }
 
     private string? OptionProblem(VDiskFormat format)
     {
-        if (SizeBytes > long.MaxValue) return $"-SizeBytes {SizeBytes} is larger than the largest supported disk ({long.MaxValue} bytes).";
+        if (SizeBytes > CreateImage.MaxSize) return $"-SizeBytes {SizeBytes} is too large: the largest disk is {CreateImage.MaxSize} bytes (8 EiB less 512 bytes).";
         var qcow2Only = Qcow2OnlyParameters.Where(IsBound).ToArray();
         if (format != VDiskFormat.Qcow2 && qcow2Only.Length > 0)
             return $"-{string.Join(", -", qcow2Only)} apply to qcow2 images only, not {format}.";
+        if (ClusterSizeBytes > int.MaxValue) return ClusterSizeProblem(ClusterSizeBytes);
         if (IsBound(nameof(Subformat))) return Subformat.MismatchWith(format);
         return null;
     }
@@ -112,7 +115,7 @@ public sealed class NewVDiskCommand : VDiskCmdletBase
         Format = format.ToEngine(),
         Subformat = IsBound(nameof(Subformat)) ? Subformat.ToEngine() : ImageSubformat.Default,
         Size = IsBound(nameof(SizeBytes)) ? (long)SizeBytes : null,
-        ClusterSize = IsBound(nameof(ClusterSizeBytes)) ? (int)Math.Min(ClusterSizeBytes, int.MaxValue) : new CreateOptions().ClusterSize,
+        ClusterSize = IsBound(nameof(ClusterSizeBytes)) ? (int)ClusterSizeBytes : new CreateOptions().ClusterSize,
         Preallocation = Preallocation,
         BackingPath = backingFull,
         BackingPathRelative = backingFull != null && IsTypedRelative(BackingPath),

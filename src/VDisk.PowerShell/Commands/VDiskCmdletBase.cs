@@ -1,5 +1,5 @@
 // The shared base of every VDisk cmdlet (DESIGN.md "Cmdlets"): provider path resolution (never the process
-// directory), Ctrl+C as a CancellationToken, per-image error records, and progress for long engine work.
+// directory), Ctrl+C and SIGTERM as a CancellationToken, per-image error records, and progress for long engine work.
 using System.Management.Automation;
 using Microsoft.PowerShell.Commands;
 
@@ -11,8 +11,9 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
     private const int ProgressActivityId = 1;
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(200);
     private readonly CancellationTokenSource _stop = new();
+    private bool _terminating;
 
-    /// <summary>Cancelled when the user presses Ctrl+C or the pipeline is stopped.</summary>
+    /// <summary>Cancelled when the user presses Ctrl+C, the pipeline is stopped, or the process gets SIGTERM.</summary>
     protected CancellationToken Cancellation => _stop.Token;
 
     /// <inheritdoc/>
@@ -81,7 +82,7 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
 
     /// <summary>
     /// Runs engine work for one image. Engine and I/O failures become a non-terminating error about that image
-    /// (so the rest of the pipeline goes on) and give null; Ctrl+C stops the pipeline.
+    /// (so the rest of the pipeline goes on) and give null; Ctrl+C (or SIGTERM) stops the pipeline.
     /// </summary>
     protected T? Attempt<T>(string imagePath, Func<T> work) where T : class
     {
@@ -90,7 +91,7 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
         {
             return work();
         }
-        catch (OperationCanceledException) when (Stopping)
+        catch (OperationCanceledException) when (Stopping || _terminating)
         {
             throw new PipelineStoppedException();
         }
@@ -105,6 +106,7 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
     /// Runs <paramref name="work"/> on a worker thread while this (pipeline) thread shows its progress (bytes,
     /// throughput, time left), then completes the progress record. Exceptions from the work are rethrown here; if
     /// this thread is interrupted the work is cancelled and awaited first, so no half-written output is left behind.
+    /// SIGTERM during the work cancels it too, and the process ends once its cleanup is done (TerminationSignal).
     /// </summary>
     /// <param name="activity">The progress activity: the cmdlet's name.</param>
     /// <param name="status">What is being done, e.g. "Converting a.vmdk to a.qcow2".</param>
@@ -115,6 +117,7 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
     {
         var meter = new ProgressMeter(totalBytes);
         var task = Task.Run(() => work(meter, Cancellation));
+        using var terminate = new TerminationSignal(_stop, task);
         bool finished = false;
         try
         {
@@ -133,6 +136,7 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
         var completed = meter.Record(ProgressActivityId, activity, status);
         completed.RecordType = ProgressRecordType.Completed;
         WriteProgress(completed);
+        _terminating = terminate.Received;
         return task.GetAwaiter().GetResult();
     }
 
@@ -141,6 +145,13 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
     /// not drive-qualified, not ~): a backing path typed that way is stored relative to the new image's folder.
     /// </summary>
     protected bool IsTypedRelative(string typed) => !typed.StartsWith('~') && !SessionState.Path.IsPSAbsolute(typed, out _);
+
+    /// <summary>
+    /// The InvalidArgument message for a -ClusterSizeBytes beyond what the engine takes (an int), naming the value as
+    /// given rather than a clamped one; smaller invalid values are reported by the engine in the same words.
+    /// </summary>
+    protected static string ClusterSizeProblem(uint value) =>
+        $"Cluster size {value} is invalid: it must be a power of two from 512 to 2097152 bytes.";
 
     /// <summary>True when the parameter was given on the command line or bound from the pipeline.</summary>
     protected bool IsBound(string parameter) => MyInvocation.BoundParameters.ContainsKey(parameter);

@@ -31,6 +31,8 @@ internal static class VDiskErrors
         VDiskErrorKind.IoError => ("IOError", ErrorCategory.WriteError),
         VDiskErrorKind.SnapshotNotFound => ("SnapshotNotFound", ErrorCategory.ObjectNotFound),
         VDiskErrorKind.InUse => ("ImageInUse", ErrorCategory.ResourceUnavailable),
+        VDiskErrorKind.UnsupportedDestination => ("UnsupportedDestination", ErrorCategory.InvalidArgument),
+        VDiskErrorKind.DestinationIsSource => (DestinationIsSourceId, ErrorCategory.InvalidArgument),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "VDiskErrors.Classify has no entry for this kind."),
     };
 
@@ -57,9 +59,14 @@ internal static class VDiskErrors
         Record(new ArgumentException($"'{path}' is a {provider.Name} path; disk images must be files on the file system."),
             (NotFileSystemPathId, ErrorCategory.InvalidArgument), path);
 
-    /// <summary>A DestinationIsSource error: converting <paramref name="source"/> would overwrite it.</summary>
-    public static ErrorRecord DestinationIsSource(string source) =>
-        Record(new ArgumentException($"{source}: the destination is the source image itself; give -DestinationPath or another -DestinationFormat."),
+    /// <summary>
+    /// A DestinationIsSource error: writing <paramref name="destination"/> would overwrite <paramref name="source"/>, being
+    /// the same path or a symbolic or hard link to it.
+    /// </summary>
+    public static ErrorRecord DestinationIsSource(string source, string destination) =>
+        Record(new ArgumentException(source == destination
+                ? $"{source}: the destination is the source image itself; give -DestinationPath or another -DestinationFormat."
+                : $"{destination} is a link to the source image {source}; converting onto it would replace the source. Give another -DestinationPath."),
             (DestinationIsSourceId, ErrorCategory.InvalidArgument), source);
 
     /// <summary>An AmbiguousDestination error: <paramref name="inputCount"/> inputs for the one <paramref name="destination"/>.</summary>

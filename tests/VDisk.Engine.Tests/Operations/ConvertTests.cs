@@ -188,7 +188,7 @@ public class ConvertTests
     {
         using var dir = new TempFolder();
         string source = Images.Create(dir.File("a.qcow2"), new CreateOptions { Size = 1 << 20 });
-        Assert.Equal(VDiskErrorKind.InvalidArgument, Assert.Throws<VDiskException>(() => ConvertImage.Run(source, source, new ConvertOptions { Overwrite = true })).Kind);
+        Assert.Equal(VDiskErrorKind.DestinationIsSource, Assert.Throws<VDiskException>(() => ConvertImage.Run(source, source, new ConvertOptions { Overwrite = true })).Kind);
         Assert.Equal(VDiskErrorKind.InvalidArgument, Assert.Throws<VDiskException>(() =>
             ConvertImage.Run(source, dir.File("x.raw"), new ConvertOptions { DestinationFormat = ImageFormat.Raw, Compress = true })).Kind);
         Assert.Single(Directory.GetFiles(dir.Path));
