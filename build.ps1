@@ -12,6 +12,9 @@
 .EXAMPLE
     dotnet tool restore && dotnet pwsh ./build.ps1 -Task Test
 .EXAMPLE
+    dotnet pwsh ./build.ps1 -Task Test -FullSweep
+    The whole suite with the long power-loss sweep (qemu-img check on every crash image, 12 write subsets per crash point).
+.EXAMPLE
     dotnet pwsh ./build.ps1 -Task Bench -BenchArguments convert, 1
 #>
 [CmdletBinding()]
@@ -19,7 +22,10 @@ param(
     [ValidateSet('Build', 'Test', 'Demo', 'Bench')]
     [string] $Task = 'Build',
 
-    [string[]] $BenchArguments = @()
+    [string[]] $BenchArguments = @(),
+
+    # With -Task Test: the long sweeps (every crash image of the power-loss tests, more subsets per crash point).
+    [switch] $FullSweep
 )
 
 Set-StrictMode -Version Latest
@@ -97,6 +103,7 @@ try {
     switch ($Task) {
         'Build' { Invoke-Build }
         'Test' {
+            if ($FullSweep) { $env:VDISK_POWERLOSS_FULL = '1' }
             Invoke-Build
             $null = New-Item -ItemType Directory -Force -Path $resultsDir
             $engine = Invoke-EngineTests
