@@ -23,6 +23,7 @@ public class Qcow2PowerLossTests
         RandomWrites("compat 0.10 over a backing file", new CreateOptions { ClusterSize = 2048, Compat = "0.10" }, backing: true, tinyCaches: true, seed: 14),
         RandomWrites("compressed writes and overwrites", new CreateOptions { ClusterSize = 4096, RefcountBits = 4 }, backing: false, tinyCaches: true, seed: 15, compressed: true),
         RefcountTableGrowth(),
+        L1Growth(),
     };
 
     public static TheoryData<CrashScenario> Scenarios => new(All);
@@ -43,6 +44,7 @@ public class Qcow2PowerLossTests
         { "refcount table", "refcount table growth" },                       // new refcount block before its table entry
         { "refcount blocks", "compressed writes and overwrites" },           // a table stops pointing before the count drops
         { Qcow2HeaderUpdater.BarrierName, "lazy refcounts over a backing file" }, // all metadata before the clean header
+        { Qcow2HeaderUpdater.BarrierName, "L1 table growth" },                  // the new L1 table before the header points at it
     };
 
     [Theory]
@@ -160,6 +162,22 @@ public class Qcow2PowerLossTests
                 var data = CrashHarness.Pattern(3 * cluster, 100 + tail);
                 disk.Write(Size - tail * 4L * cluster, data);
                 log.Wrote(Size - tail * 4L * cluster, data);
+            }
+        });
+
+    // The L1 table moves to a bigger place between flushed writes (512-byte clusters: 64 entries per L1 cluster).
+    private static CrashScenario L1Growth()
+        => new("L1 table growth", new CreateOptions { ClusterSize = 512 }, Size, null, TinyCaches: true, (disk, log, storageFlushes) =>
+        {
+            var image = ((Qcow2Driver)disk.Driver).Image;
+            for (int step = 0; step < 6; step++)
+            {
+                var data = CrashHarness.Pattern(96 << 10, step);
+                disk.Write(step * (512L << 10), data);
+                log.Wrote(step * (512L << 10), data);
+                if (step is 2 or 4) image.GrowL1(image.Active.L1.Count + 200 * step);
+                disk.Flush();
+                log.Flushed(storageFlushes());
             }
         });
 

@@ -37,7 +37,10 @@ internal sealed class Qcow2ClusterMap
     }
 
     /// <summary>The L1 table this map reads.</summary>
-    public Qcow2PointerTable L1 { get; }
+    public Qcow2PointerTable L1 { get; private set; }
+
+    /// <summary>Switches to a relocated copy of the L1 table (after the header points at it).</summary>
+    public void ReplaceL1(Qcow2PointerTable table) => L1 = table;
 
     /// <summary>The L2 entry of a guest cluster (0 when its L2 table is not allocated).</summary>
     public ulong Entry(long guestCluster)

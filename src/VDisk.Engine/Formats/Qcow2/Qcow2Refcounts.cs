@@ -88,14 +88,34 @@ internal sealed class Qcow2Refcounts
             while (Get(start) != 0) start += 1;
             long count = 1;
             while (count < maxClusters && Get(start + count) == 0) count++;
-            if (_geometry.OffsetOf(start + count).Value > Qcow2Header.MaxHostOffset)
-                throw new VDiskException(VDiskErrorKind.IoError, _storage.Name, $"{_storage.Name}: the image has reached the largest host offset qcow2 allows.");
-            if (EnsureBlocksFor(start, count)) continue; // new metadata took clusters: look again
-            if (ReusesFreed(start, count)) _makeFreesDurable();
-            for (long c = 0; c < count; c++) Set(start + c, 1);
+            if (!TryClaim(start, count)) continue; // new metadata took clusters: look again
             _freeHint = start + count;
             return (_geometry.OffsetOf(start), count);
         }
+    }
+
+    /// <summary>Reserves exactly <paramref name="clusters"/> free clusters in a row (for a table that must be contiguous).</summary>
+    public HostOffset AllocateContiguous(long clusters)
+    {
+        while (true)
+        {
+            var start = _freeHint;
+            for (long used; (used = FirstUsed(start, clusters)) >= 0;) start = new ClusterIndex(used + 1);
+            if (!TryClaim(start, clusters)) continue;
+            if (start == _freeHint) _freeHint = start + clusters;
+            return _geometry.OffsetOf(start);
+        }
+    }
+
+    // Sets the refcounts of a free run to 1; false when refcount blocks had to be added first (the caller searches again).
+    private bool TryClaim(ClusterIndex start, long count)
+    {
+        if (_geometry.OffsetOf(start + count).Value > Qcow2Header.MaxHostOffset)
+            throw new VDiskException(VDiskErrorKind.IoError, _storage.Name, $"{_storage.Name}: the image has reached the largest host offset qcow2 allows.");
+        if (EnsureBlocksFor(start, count)) return false;
+        if (ReusesFreed(start, count)) _makeFreesDurable();
+        for (long c = 0; c < count; c++) Set(start + c, 1);
+        return true;
     }
 
     /// <summary>Adds one reference to every cluster the host byte range touches (compressed clusters share hosts).</summary>
