@@ -20,14 +20,21 @@ public static class HostSetup
     /// <summary>Runs a host tool; throws with its output when it fails.</summary>
     public static string Run(string tool, params string[] args)
     {
+        var (code, output) = TryRun(tool, args);
+        if (code != 0) throw new InvalidOperationException($"{tool} {string.Join(' ', args)} exited {code}: {output}");
+        return output.Trim();
+    }
+
+    /// <summary>Runs a host tool; its exit code and its output (stdout, then stderr).</summary>
+    public static (int ExitCode, string Output) TryRun(string tool, params string[] args)
+    {
         var psi = new ProcessStartInfo(tool) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var stderr = p.StandardError.ReadToEndAsync();
         string stdout = p.StandardOutput.ReadToEnd();
         p.WaitForExit();
-        if (p.ExitCode != 0) throw new InvalidOperationException($"{tool} {string.Join(' ', args)} exited {p.ExitCode}: {stdout}{stderr.Result}");
-        return stdout.Trim();
+        return (p.ExitCode, stdout + stderr.Result);
     }
 
     public static void MakeFifo(string path) => Run("mkfifo", path);

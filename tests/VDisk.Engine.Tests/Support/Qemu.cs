@@ -1,6 +1,5 @@
 // Runs the reference tools (qemu-img, qemu-io from Debian's qemu-utils). Interop tests call Require():
 // without qemu-img the test fails when CI=true and is skipped (loudly) elsewhere.
-using System.Diagnostics;
 using System.Text.Json;
 
 namespace VDisk.Engine.Tests.Support;
@@ -65,16 +64,7 @@ public static class Qemu
         return output;
     }
 
-    private static (int, string) TryRun(string tool, params string[] args)
-    {
-        var psi = new ProcessStartInfo(tool) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stderr = p.StandardError.ReadToEndAsync();
-        string stdout = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, stdout + stderr.Result);
-    }
+    private static (int, string) TryRun(string tool, params string[] args) => HostSetup.TryRun(tool, args);
 
     private static bool Which(string tool) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
