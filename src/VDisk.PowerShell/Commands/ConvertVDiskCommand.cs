@@ -165,7 +165,8 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
         var written = Attempt(source, () => RunWithProgress("Convert-VDisk", status, 0, (meter, cancel) => ConvertImage.Run(source, destination, options, meter, cancel)));
         if (written is null) return;
         _written.Add(destination);
-        if (PassThru && Attempt(destination, () => InspectImage.Run(destination)) is { } info)
+        // The output is described in the format it was written in, never probed again (its guest data may look like anything).
+        if (PassThru && Attempt(destination, () => RunCancellable(cancel => InspectImage.Run(destination, options.DestinationFormat, cancel))) is { } info)
             WriteObject(VDiskInfo.From(info));
     }
 

@@ -92,7 +92,7 @@ public sealed class NewVDiskCommand : VDiskCmdletBase
         var info = Attempt(target, () => RunWithProgress("New-VDisk", $"Creating {target}", options.Size ?? 0, (meter, cancel) =>
         {
             CreateImage.Run(target, options, Force, meter, cancel);
-            return InspectImage.Run(target, cancel: cancel);
+            return InspectImage.Run(target, options.Format, cancel);
         }));
         if (info != null) WriteObject(VDiskInfo.From(info));
     }

@@ -95,7 +95,7 @@ public sealed class Qcow2Header
         ulong size = U64(cluster0, SizeOffset);
         if (size > long.MaxValue / 2)
             throw VDiskException.Corrupt(path, $"qcow2 header field size is {size}, beyond the largest supported disk.");
-        h.Size = (long)size;
+        h.Size = (long)size / 512 * 512; // QEMU keeps whole sectors (total_sectors = size / 512): 64 MiB + 1 is 64 MiB
         h.CryptMethod = U32(cluster0, CryptMethodOffset);
         if (h.CryptMethod > 2)
             throw VDiskException.Corrupt(path, $"qcow2 header field crypt_method is {h.CryptMethod}; it must be 0, 1 or 2.");
@@ -104,9 +104,9 @@ public sealed class Qcow2Header
         if (l1Size > MaxL1Bytes / 8)
             throw VDiskException.Corrupt(path, $"qcow2 header field l1_size is {l1Size}; the L1 table may hold at most {MaxL1Bytes / 8} entries.");
         h.L1Size = (int)l1Size;
-        long needL1 = RequiredL1Size(h.Size, h.ClusterBits);
+        long needL1 = RequiredL1Size((long)size, h.ClusterBits);
         if (h.L1Size < needL1)
-            throw VDiskException.Corrupt(path, $"qcow2 header field l1_size is {l1Size}, too small for a {h.Size}-byte disk (needs {needL1}).");
+            throw VDiskException.Corrupt(path, $"qcow2 header field l1_size is {l1Size}, too small for a {size}-byte disk (needs {needL1}).");
         h.L1TableOffset = CheckTableOffset(U64(cluster0, L1TableOffsetOffset), (long)l1Size * 8, cs, "l1_table_offset", path, h.L1Size == 0);
 
         h.RefcountTableClusters = (int)Math.Min(U32(cluster0, RefcountTableClustersOffset), int.MaxValue);
@@ -151,7 +151,7 @@ public sealed class Qcow2Header
             h.CompressionType = compression == 1 ? CompressionType.Zstd : CompressionType.Zlib;
         }
 
-        if (backingOffset != 0)
+        if (backingOffset != 0 && backingSize != 0) // an empty name means no backing file, as in QEMU
         {
             if (backingSize > MaxBackingNameBytes)
                 throw VDiskException.Corrupt(path, $"qcow2 header field backing_file_size is {backingSize}; the name may be at most {MaxBackingNameBytes} bytes.");
