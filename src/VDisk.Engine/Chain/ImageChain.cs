@@ -82,6 +82,8 @@ public static class ImageChain
             yield return new ChainLayer(depth, current, driver);
             if (driver.Backing is not { } backing) yield break;
             string next = ResolveBackingPath(current, backing.Path);
+            if (backing.Format is null && RecordedBackingFormat(driver) is { Length: > 0 } recorded)
+                throw VDiskException.Unsupported(current, $"the backing format '{StoredFileNames.Printable(recorded)}' it records is not one VDisk reads (raw, qcow2, vmdk, vdi); the backing file is not probed instead.");
             if (backing.ConfinedToFolder && !StoredFileNames.IsInFolderOf(current, next))
                 throw VDiskException.Unsupported(current, $"the parent file '{StoredFileNames.Printable(next)}' it names is outside its folder. " + ProbedOutsideFolderAdvice);
             current = next;
@@ -150,6 +152,9 @@ public static class ImageChain
         string folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(overlayPath)) ?? ".";
         return System.IO.Path.GetRelativePath(folder, backingFullPath);
     }
+
+    // The backing format an image records, as text (only qcow2 records one; the VMDK parent is always VMDK).
+    private static string? RecordedBackingFormat(IImageDriver driver) => (driver as Formats.Qcow2.Qcow2Driver)?.Header.BackingFormat?.Trim();
 
     private static StringComparer PathComparer => OperatingSystem.IsWindows() ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
 

@@ -11,15 +11,26 @@ namespace VDisk.Engine.Core;
 /// <summary>Plausibility of a probed VMDK text descriptor.</summary>
 internal static class ProbedDescriptor
 {
-    /// <summary>Why the file cannot be a descriptor file, or null when it can.</summary>
+    /// <summary>
+    /// Why the file cannot be a descriptor file, or null when it can: a descriptor is at most 1 MiB - 1 bytes of text
+    /// (no control bytes but \t \n \v \f \r), optionally padded with NUL bytes to its end (QEMU pads the descriptor
+    /// when it rewrites the CID).
+    /// </summary>
     public static string? Implausibility(IStorage storage, long length)
     {
         if (length > VmdkDescriptor.MaxBytes)
             return $"the file is {length} bytes, larger than a descriptor file can be ({VmdkDescriptor.MaxBytes} bytes)";
-        var text = new byte[length];
-        storage.ReadAt(0, text);
-        int binary = Array.FindIndex(text, b => b < 0x09 || b is >= 0x0e and < 0x20); // control bytes other than \t \n \v \f \r
-        return binary < 0 ? null : $"the file holds binary data (byte 0x{text[binary]:x2} at offset {binary}), which a descriptor file cannot";
+        var bytes = new byte[length];
+        storage.ReadAt(0, bytes);
+        int end = Array.IndexOf(bytes, (byte)0);
+        var text = end < 0 ? bytes.AsSpan() : bytes.AsSpan(0, end);
+        int control = text.IndexOfAnyInRange((byte)0x01, (byte)0x08);
+        if (control < 0) control = text.IndexOfAnyInRange((byte)0x0e, (byte)0x1f);
+        if (control >= 0)
+            return $"the file holds binary data (byte 0x{text[control]:x2} at offset {control}), which a descriptor cannot";
+        int afterPadding = end < 0 ? -1 : bytes.AsSpan(end).IndexOfAnyExcept((byte)0);
+        return afterPadding < 0 ? null
+            : $"the file holds data after the descriptor text and its NUL padding (at offset {end + afterPadding}), which a descriptor file cannot";
     }
 
     /// <summary>The warning for a descriptor-like file read as raw.</summary>

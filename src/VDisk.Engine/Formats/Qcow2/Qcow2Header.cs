@@ -148,6 +148,8 @@ public sealed class Qcow2Header
                 throw VDiskException.Unsupported(path, $"qcow2 compression type {compression} is not supported (0 = zlib, 1 = zstd).");
             if (compression != 0 && !compressionBit)
                 throw VDiskException.Corrupt(path, $"qcow2 compression_type is {compression} but the compression-type incompatible feature bit is not set.");
+            if (compression == 0 && compressionBit && (h.IncompatibleFeatures & ~Qcow2Features.KnownIncompatible) == 0)
+                throw VDiskException.Corrupt(path, "qcow2 compression-type incompatible feature bit is set but compression_type is 0 (zlib); QEMU refuses such images.");
             h.CompressionType = compression == 1 ? CompressionType.Zstd : CompressionType.Zlib;
         }
 
@@ -155,12 +157,13 @@ public sealed class Qcow2Header
         {
             if (backingSize > MaxBackingNameBytes)
                 throw VDiskException.Corrupt(path, $"qcow2 header field backing_file_size is {backingSize}; the name may be at most {MaxBackingNameBytes} bytes.");
-            if (backingOffset + backingSize > (ulong)Math.Min(cs, cluster0.Length))
+            ulong headerArea = (ulong)Math.Min(cs, cluster0.Length);
+            if (backingOffset > headerArea || backingSize > headerArea - backingOffset)
                 throw VDiskException.Corrupt(path, $"qcow2 header field backing_file_offset is {backingOffset}; the backing file name must lie within the first cluster.");
             h.BackingFile = Encoding.UTF8.GetString(cluster0.Slice((int)backingOffset, (int)backingSize));
         }
 
-        int extensionsEnd = backingOffset != 0 ? (int)backingOffset : Math.Min(cs, cluster0.Length);
+        int extensionsEnd = (int)Math.Min(backingOffset != 0 ? backingOffset : ulong.MaxValue, (ulong)Math.Min(cs, cluster0.Length));
         Qcow2HeaderExtension.ParseAll(cluster0[..extensionsEnd], h.HeaderLength, h.Extensions, path);
         return h;
     }
