@@ -73,7 +73,7 @@ public static class ImageChain
             if (depth > MaxDepth)
                 throw new VDiskException(VDiskErrorKind.ChainTooDeep, seen[0],
                     $"{seen[0]}: the backing chain is deeper than {MaxDepth} images.");
-            if (depth > 0 && !File.Exists(current))
+            if (depth > 0 && !HostFileKind.Exists(current))
                 throw new VDiskException(VDiskErrorKind.BackingMissing, seen[^1],
                     $"{seen[^1]}: backing file '{StoredFileNames.Printable(current)}' not found (chain: {Describe(seen, current)}).");
             if (depth > 0) HostFileKind.EnsureReadable(current, $"the backing file of '{seen[^1]}'");
@@ -98,8 +98,8 @@ public static class ImageChain
         path = System.IO.Path.GetFullPath(path);
         if (Directory.Exists(path))
             throw new VDiskException(VDiskErrorKind.NotAnImage, path, $"{path} is a directory, not a disk image.");
-        if (!File.Exists(path))
-            throw new VDiskException(VDiskErrorKind.NotFound, path, $"{path}: no such file.");
+        if (!HostFileKind.Exists(path))
+            throw new VDiskException(VDiskErrorKind.NotFound, path, $"{path}: no such file (or a symbolic link to nothing).");
         var type = HostFileKind.EnsureReadable(path);
         IStorage storage;
         try

@@ -22,6 +22,7 @@ public static class FormatProbe
     public const int ProbeBytes = 512;
     private const uint Qcow2Magic = 0x514649fb;      // "QFI\xfb", big-endian
     private const uint VmdkSparseMagic = 0x564d444b; // "KDMV", little-endian "VMDK"
+    private const uint VmdkCowdMagic = 0x434f5744;   // "COWD", big-endian: VMware 3 sparse files (refused when opened)
     private const uint VdiSignature = 0xbeda107f;    // little-endian at 0x40
     private const int VdiSignatureOffset = 0x40;
 
@@ -37,7 +38,8 @@ public static class FormatProbe
         storage.ReadAt(0, head);
         head = head[..(int)Math.Min(ProbeBytes, length)];
         if (head.Length >= 4 && BinaryPrimitives.ReadUInt32BigEndian(head) == Qcow2Magic) return new(ImageFormat.Qcow2, false, null);
-        if (head.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(head) == VmdkSparseMagic) return new(ImageFormat.Vmdk, false, null);
+        if (head.Length >= 4 && (BinaryPrimitives.ReadUInt32LittleEndian(head) == VmdkSparseMagic || BinaryPrimitives.ReadUInt32BigEndian(head) == VmdkCowdMagic))
+            return new(ImageFormat.Vmdk, false, null);
         if (head.Length >= VdiSignatureOffset + 4 && BinaryPrimitives.ReadUInt32LittleEndian(head[VdiSignatureOffset..]) == VdiSignature)
             return new(ImageFormat.Vdi, false, null);
         if (!StartsLikeDescriptor(head)) return new(ImageFormat.Raw, false, null);

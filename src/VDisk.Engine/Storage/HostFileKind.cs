@@ -33,6 +33,7 @@ public static partial class HostFileKind
 {
     private const int AtFdCwd = -100, StatxType = 0x1, StatxModeOffset = 28, StatxBufferSize = 256;
     private const int ModeTypeMask = 0xf000;
+    private const int NoEntry = 2, NotDirectory = 20, NameTooLong = 36, TooManyLinks = 40; // errno values (Linux)
     private const int ReadOnly = 0, CloseOnExec = 0x80000, NoControllingTty = 0x100, NonBlocking = 0x800, SeekEnd = 2;
 
     [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
@@ -46,6 +47,18 @@ public static partial class HostFileKind
 
     [LibraryImport("libc", EntryPoint = "close")]
     private static partial int Close(int fd);
+
+    /// <summary>
+    /// True when <paramref name="path"/> names something, following symbolic links: false for a missing file, a dangling
+    /// link or a link loop (File.Exists says true for those), true when the host cannot tell (the open decides).
+    /// </summary>
+    public static unsafe bool Exists(string path)
+    {
+        if (!LinuxFileApi.IsAvailable || path.Contains('\0')) return File.Exists(path) || Directory.Exists(path);
+        byte* buffer = stackalloc byte[StatxBufferSize];
+        if (Statx(AtFdCwd, path, 0, StatxType, buffer) == 0) return true;
+        return Marshal.GetLastPInvokeError() is not (NoEntry or NotDirectory or NameTooLong or TooManyLinks);
+    }
 
     /// <summary>The type of the file <paramref name="path"/> names, following symbolic links.</summary>
     public static unsafe HostFileType Of(string path)

@@ -11,6 +11,7 @@ namespace VDisk.Engine.Tests.Corpus;
 internal static class Qcow2HeaderCases
 {
     private const string ZeroOffsetDiffers = "QEMU accepts a zero table offset (it reads the table from the header cluster); VDisk refuses a table that would overlap the header";
+    private const string V2ZeroFlag = "a version 2 L2 entry with bit 0 set (the zero flag of version 3) is corruption in QEMU";
     private const string HighOffsetDiffers = "QEMU accepts table offsets up to 2^63 and reads zeroes past the end of the file; VDisk refuses offsets no table entry could address (from 2^56)";
 
     private sealed record FieldCase(string Label, ulong Value, Outcome Outcome, string? QemuDiffers = null);
@@ -25,7 +26,7 @@ internal static class Qcow2HeaderCases
             string v = $"qcow2-v{version}";
             Field(w, v, image, "version", 4, 4, new FieldCase[]
             {
-                new("zero", 0, Outcome.Unsupported(Info, "version")),
+                new("zero", 0, Outcome.Unsupported(Info, "version"), "QEMU probes a qcow2 magic with a version below 2 as raw (version 1 as its old qcow format)"),
                 new("max", uint.MaxValue, Outcome.Unsupported(Info, "version")),
                 new("one", 1, Outcome.Unsupported(Info, "version")),
                 new("four", 4, Outcome.Unsupported(Info, "version")),
@@ -51,7 +52,7 @@ internal static class Qcow2HeaderCases
             });
             Field(w, v, image, "crypt_method", 32, 4, new FieldCase[]
             {
-                new("aes", 1, Outcome.Unsupported(Map, "encrypted"), "qemu-img reads AES images only with the key; VDisk reports them and refuses to map them"),
+                new("aes", 1, Outcome.Unsupported(Map, "encrypted")),
                 new("luks", 2, Outcome.Unsupported(Map, "encrypted"), "QEMU refuses LUKS without its header extension when opening; VDisk reports the image as encrypted and refuses to map it"),
                 new("max", uint.MaxValue, Outcome.Corrupt(Info, "crypt_method")),
                 new("three", 3, Outcome.Corrupt(Info, "crypt_method")),
@@ -70,8 +71,8 @@ internal static class Qcow2HeaderCases
                 new("misaligned", (ulong)plain.Offset(Qcow2Sample.L1Cluster) + 1, Outcome.Corrupt(Info, "l1_table_offset")),
                 new("overflow", 1UL << 56, Outcome.Corrupt(Info, "l1_table_offset"), HighOffsetDiffers),
                 new("past-eof", 1UL << 30, Outcome.Valid),
-                new("at-refcount-table", (ulong)plain.Offset(Qcow2Sample.RefTableCluster), Outcome.Valid),
-                new("at-l2", (ulong)plain.Offset(Qcow2Sample.L2Cluster), Outcome.Valid),
+                new("at-refcount-table", (ulong)plain.Offset(Qcow2Sample.RefTableCluster), version == 2 ? Outcome.Corrupt(Map, V2ZeroFlag) : Outcome.Valid),
+                new("at-l2", (ulong)plain.Offset(Qcow2Sample.L2Cluster), version == 2 ? Outcome.Corrupt(Map, V2ZeroFlag) : Outcome.Valid),
             });
             Field(w, v, image, "refcount_table_offset", 48, 8, new FieldCase[]
             {
@@ -92,12 +93,12 @@ internal static class Qcow2HeaderCases
             Field(w, v, image, "nb_snapshots", 60, 4, new FieldCase[]
             {
                 new("max", uint.MaxValue, Outcome.Corrupt(Info, "nb_snapshots")),
-                new("one-without-table", 1, Outcome.Corrupt(Info, "snapshots_offset")),
+                new("one-without-table", 1, Outcome.Corrupt(Info, "snapshots_offset"), ZeroOffsetDiffers),
                 new("overflow", 65537, Outcome.Corrupt(Info, "nb_snapshots")),
             });
             Field(w, v, withSnapshot.Build(), "snapshots_offset", 64, 8, new FieldCase[]
             {
-                new("zero", 0, Outcome.Corrupt(Info, "snapshots_offset")),
+                new("zero", 0, Outcome.Corrupt(Info, "snapshots_offset"), ZeroOffsetDiffers),
                 new("max", ulong.MaxValue, Outcome.Corrupt(Info, "snapshots_offset")),
                 new("misaligned", (ulong)withSnapshot.Offset(Qcow2Sample.SnapshotTableCluster) + 8, Outcome.Corrupt(Info, "snapshots_offset")),
                 new("overflow", 1UL << 56, Outcome.Corrupt(Info, "snapshots_offset"), HighOffsetDiffers),
@@ -118,7 +119,8 @@ internal static class Qcow2HeaderCases
             new("max", ulong.MaxValue, Outcome.Unsupported(Info, "incompatible")),
             new("dirty", 1, Outcome.Valid),
             new("corrupt", 2, Outcome.Valid),
-            new("external-data-file", 4, Outcome.Unsupported(Info, "external data file")),
+            new("external-data-file", 4, Outcome.Unsupported(Info, "external data file"),
+                "qemu-img info opens an image with an external data file without the data file; VDisk refuses the feature it does not support"),
             new("compression-bit-with-zlib", 8, Outcome.Corrupt(Info, "compression")),
             new("extended-l2", 16, Outcome.Unsupported(Info, "extended L2")),
             new("unknown-bit", 1UL << 40, Outcome.Unsupported(Info, "incompatible")),
@@ -130,7 +132,8 @@ internal static class Qcow2HeaderCases
         });
         Field(w, v, image, "autoclear_features", 88, 8, new FieldCase[]
         {
-            new("max", ulong.MaxValue, Outcome.Valid),
+            new("max", ulong.MaxValue, Outcome.Valid,
+                "QEMU refuses to read with the raw-external-data autoclear bit and no data file; VDisk ignores autoclear bits when reading (it clears them when it writes)"),
             new("bitmaps", 1, Outcome.Valid),
         });
         Field(w, v, image, "refcount_order", 96, 4, new FieldCase[]
@@ -144,7 +147,7 @@ internal static class Qcow2HeaderCases
         {
             new("zero", 0, Outcome.Corrupt(Info, "header_length")),
             new("max", uint.MaxValue, Outcome.Corrupt(Info, "header_length")),
-            new("misaligned", 105, Outcome.Corrupt(Info, "header_length")),
+            new("misaligned", 105, Outcome.Corrupt(Info, "header_length"), "qcow2.rst requires a multiple of 8 and VDisk checks it; QEMU does not"),
             new("shortest", 104, Outcome.Valid),
             new("overflow", 4096 + 8, Outcome.Corrupt(Info, "header_length")),
         });

@@ -43,6 +43,8 @@ internal static class VmdkOpener
         storage.ReadAt(0, first);
         if (length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(first) == VmdkSparseHeader.Magic)
             return OpenMonolithic(storage, first, length, writable);
+        if (length >= 4 && first.AsSpan().StartsWith("COWD"u8))
+            throw VDiskException.Unsupported(path, "VMware 3 (COWD) sparse VMDK files are not supported.");
         if (!LooksLikeDescriptor(first))
             throw new VDiskException(VDiskErrorKind.NotAnImage, path, $"{path} is not a VMDK image: it has neither the \"KDMV\" magic nor a text descriptor.");
         if (length > VmdkDescriptor.MaxBytes)
@@ -121,7 +123,7 @@ internal static class VmdkOpener
                 ImageChain.ProbedOutsideFolderAdvice);
         if (!files.TryGetValue(full, out var file))
         {
-            if (!File.Exists(full))
+            if (!HostFileKind.Exists(full))
                 throw new VDiskException(VDiskErrorKind.NotFound, path, $"{path}: extent file '{StoredFileNames.Printable(full)}' (descriptor line {line.LineNumber}) not found.");
             HostFileKind.EnsureReadable(full, $"the extent file on line {line.LineNumber} of '{path}'");
             file = openFile(full, writable);
