@@ -16,18 +16,18 @@ public class CorpusQemuTests(CorpusFixture corpus)
     public void QemuImgAgreesWithEveryCaseOrTheCaseSaysWhy()
     {
         Qemu.Require();
-        var problems = new List<string>();
-        foreach (var c in corpus.Cases.Where(c => !c.SpecialFile && c.KnownCoreFailure is null))
+        var problems = new System.Collections.Concurrent.ConcurrentBag<string>();
+        Parallel.ForEach(corpus.Cases.Where(c => !c.SpecialFile && c.KnownCoreFailure is null), new ParallelOptions { MaxDegreeOfParallelism = 4 }, c =>
         {
             string output = Path.Combine(corpus.Output, c.Name);
             Directory.CreateDirectory(output);
             var differences = Differences(c, output);
             if (c.QemuDiffers is null)
-                problems.AddRange(differences.Select(d => $"{c.Name}: {d}"));
+                foreach (var d in differences) problems.Add($"{c.Name}: {d}");
             else if (differences.Count == 0)
                 problems.Add($"{c.Name}: says \"{c.QemuDiffers}\", but qemu-img answers as VDisk does");
-        }
-        Assert.True(problems.Count == 0, $"{problems.Count} disagreements with qemu-img:\n" + string.Join("\n", problems));
+        });
+        Assert.True(problems.Count == 0, $"{problems.Count} disagreements with qemu-img:\n" + string.Join("\n", problems.Order(StringComparer.Ordinal)));
     }
 
     private static List<string> Differences(CorpusCase c, string output)

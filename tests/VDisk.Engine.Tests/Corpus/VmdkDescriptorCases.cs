@@ -22,7 +22,7 @@ internal static class VmdkDescriptorCases
         Case(w, "extent-dot-dot", Flat("../vmdk-descriptor-outside-target/flat.raw"), Outcome.Unsupported(Info, "leaves"), QemuFollows, outsideTarget: true);
         Case(w, "extent-missing", Flat("missing-flat.vmdk"), Outcome.Fails(Info, VDiskErrorKind.NotFound, "not found"));
         Case(w, "extent-folder", Flat("subfolder"), Outcome.Fails(Info, VDiskErrorKind.NotAnImage, "directory"), makeFolder: "subfolder", errorFile: "subfolder");
-        Case(w, "extent-is-the-descriptor", Flat("image.vmdk", 1), Outcome.Corrupt(Info, "descriptor file itself"));
+        Case(w, "extent-is-the-descriptor", Flat("image.vmdk", 1), Outcome.Corrupt(Info, "descriptor file itself"), "QEMU reads its own descriptor as the extent's data; VDisk refuses an extent that names the descriptor");
         Case(w, "extent-link-to-descriptor", Flat("link-flat.vmdk", 1), Outcome.Valid, link: ("link-flat.vmdk", "image.vmdk"));
         Case(w, "extent-name-too-long", Flat(new string('x', 5000)), Outcome.Corrupt(Info, "bytes long"));
         Case(w, "extent-name-empty", Flat(""), Outcome.Corrupt(Info, "file name"));
@@ -31,7 +31,7 @@ internal static class VmdkDescriptorCases
             qemuDiffers: "QEMU reads the descriptor up to the NUL byte and fails on the cut extent line; VDisk sees text after the NUL, so not a descriptor file, and reads the file as raw with a warning");
         Case(w, "extent-sectors-zero", Flat("image-flat.vmdk", 0), Outcome.Corrupt(Info, "size"));
         Case(w, "extent-sectors-negative", Descriptor("monolithicFlat", "RW -5 FLAT \"image-flat.vmdk\" 0"), Outcome.Corrupt(Info, "size"));
-        Case(w, "extent-sectors-huge", Flat("image-flat.vmdk", (1L << 53) + 1), Outcome.Corrupt(Info, "size"));
+        Case(w, "extent-sectors-huge", Flat("image-flat.vmdk", (1L << 53) + 1), Outcome.Corrupt(Info, "size"), "qemu-img info accepts an extent of more sectors than VDisk reads (2^53)");
         Case(w, "extent-offset-huge", Flat("image-flat.vmdk", offset: 1L << 50), Outcome.Valid);
         Case(w, "extent-offset-garbage", Descriptor("monolithicFlat", "RW 2048 FLAT \"image-flat.vmdk\" zz"), Outcome.Corrupt(Info, "offset"));
         Case(w, "extents-too-many", Descriptor("twoGbMaxExtentFlat",
@@ -40,11 +40,11 @@ internal static class VmdkDescriptorCases
         Case(w, "extent-noaccess", Descriptor("monolithicFlat", "NOACCESS 2048 FLAT \"image-flat.vmdk\" 0"), Outcome.Unsupported(Info, "NOACCESS"));
         Case(w, "create-type-unknown", Descriptor("customType", "RW 2048 FLAT \"image-flat.vmdk\" 0"), Outcome.Unsupported(Info, "createType"));
         Case(w, "create-type-missing", Flat("image-flat.vmdk").Replace("createType=\"monolithicFlat\"\n", ""), Outcome.Corrupt(Info, "createType"));
-        Case(w, "cid-missing", Flat("image-flat.vmdk").Replace("CID=12345678\n", ""), Outcome.Corrupt(Info, "CID"));
+        Case(w, "cid-missing", Flat("image-flat.vmdk").Replace("CID=12345678\n", ""), Outcome.Corrupt(Info, "CID"), "QEMU does not require the CID lines; VDisk does (it writes a new CID when it writes the image)");
         Case(w, "cid-garbage", Flat("image-flat.vmdk").Replace("CID=12345678", "CID=zzzzzzzz"), Outcome.Corrupt(Info, "CID"));
         Case(w, "version-four", Flat("image-flat.vmdk").Replace("version=1", "version=4"), Outcome.Valid);
-        Case(w, "parent-absolute-outside", Flat("image-flat.vmdk", parent: "/etc/passwd"),
-            Outcome.Unsupported(Open, "outside its folder"), "QEMU follows parentFileNameHint wherever it points", warns: true);
+        Case(w, "parent-absolute-outside", null, Outcome.Unsupported(Open, "outside its folder"),
+            "QEMU follows parentFileNameHint wherever it points", warns: true, outsideParent: true);
         Case(w, "parent-json", Flat("image-flat.vmdk", parent: "json:{\"file.filename\":\"/etc/passwd\"}"), Outcome.Unsupported(Open, "JSON"), warns: true);
         Case(w, "parent-too-long", Flat("image-flat.vmdk", parent: new string('p', 4200)), Outcome.Corrupt(Info, "bytes long"));
         Case(w, "parent-self", Flat("image-flat.vmdk", parent: "image.vmdk"), Outcome.Fails(Open, VDiskErrorKind.ChainLoop, "loops"), warns: true);
@@ -54,20 +54,25 @@ internal static class VmdkDescriptorCases
 
     // A descriptor image.vmdk (text, or the sample's when null) beside a 1 MiB image-flat.vmdk, with what the case needs.
     private static void Case(CorpusWriter w, string label, string? descriptor, Outcome outcome, string? qemuDiffers = null, bool warns = false,
-        bool absoluteExtent = false, bool outsideTarget = false, string? makeFolder = null, (string Link, string Target)? link = null, string? errorFile = null)
+        bool absoluteExtent = false, bool outsideTarget = false, string? makeFolder = null, (string Link, string Target)? link = null, string? errorFile = null, bool outsideParent = false)
     {
         string name = $"vmdk-descriptor-{label}";
         string folder = w.FolderOf(name);
         string path = Path.Combine(folder, "image.vmdk");
-        descriptor ??= absoluteExtent ? VmdkSample.Flat(Path.Combine(folder, "image-flat.vmdk")) : "";
+        string outsideFolder = Path.GetFullPath(Path.Combine(folder, "..", "vmdk-descriptor-outside-target"));
+        descriptor ??= absoluteExtent ? VmdkSample.Flat(Path.Combine(folder, "image-flat.vmdk"))
+            : outsideParent ? Descriptor("twoGbMaxExtentSparse", $"RW {CapacitySectors} SPARSE \"image-s001.vmdk\"", Path.Combine(outsideFolder, "parent.vmdk"))
+            : "";
+        if (outsideParent) CorpusWriter.WriteSparse(Path.Combine(folder, "image-s001.vmdk"), VmdkSample.Sparse("image-s001.vmdk"));
         File.WriteAllText(path, descriptor);
         CorpusWriter.WriteSparse(Path.Combine(folder, "image-flat.vmdk"), FlatData());
         if (makeFolder != null) Directory.CreateDirectory(Path.Combine(folder, makeFolder));
         if (link is { } l) File.CreateSymbolicLink(Path.Combine(folder, l.Link), l.Target);
-        if (outsideTarget)
+        if (outsideTarget || outsideParent)
         {
-            string outside = Directory.CreateDirectory(Path.Combine(folder, "..", "vmdk-descriptor-outside-target")).FullName;
-            File.WriteAllBytes(Path.Combine(outside, "flat.raw"), FlatData());
+            Directory.CreateDirectory(outsideFolder);
+            File.WriteAllBytes(Path.Combine(outsideFolder, "flat.raw"), FlatData());
+            File.WriteAllBytes(Path.Combine(outsideFolder, "parent.vmdk"), VmdkSample.Sparse("parent.vmdk"));
         }
         w.Add(name, "vmdk", path, outcome, warns, errorFile, qemuDiffers);
     }
@@ -93,7 +98,8 @@ internal static class VmdkDescriptorCases
             folder = w.FolderOf(name);
             File.WriteAllText(Path.Combine(folder, "image.vmdk"), Descriptor("twoGbMaxExtentSparse", $"RW {sectors} SPARSE \"image-s001.vmdk\""));
             CorpusWriter.WriteSparse(Path.Combine(folder, "image-s001.vmdk"), Bytes.With(VmdkSample.Sparse("image-s001.vmdk"), change));
-            w.Add(name, "vmdk", Path.Combine(folder, "image.vmdk"), outcome, errorFile: label == "split-valid" ? null : "image-s001.vmdk");
+            w.Add(name, "vmdk", Path.Combine(folder, "image.vmdk"), outcome, errorFile: label == "split-valid" ? null : "image-s001.vmdk",
+                qemuDiffers: label == "split-capacity-mismatch" ? "QEMU takes the descriptor's size and ignores the extent header's capacity; VDisk refuses the disagreement" : null);
         }
     }
 
