@@ -63,6 +63,7 @@ public static class ImageChain
         CacheMode topCache = CacheMode.Writeback, CacheMode backingCache = CacheMode.Writeback, string? topSnapshot = null, bool forceShare = false)
     {
         var seen = new List<string>();
+        if (path.Contains('\0')) throw VDiskException.Invalid(path, $"'{StoredFileNames.Printable(path)}': a path cannot contain a NUL character.");
         string current = System.IO.Path.GetFullPath(path);
         ImageFormat? currentFormat = format;
         for (int depth = 0; ; depth++)
@@ -95,6 +96,7 @@ public static class ImageChain
     public static IImageDriver OpenFile(string path, ImageFormat? format, bool writable, CacheMode cache = CacheMode.Writeback,
         string? snapshot = null, bool forceShare = false)
     {
+        if (path.Contains('\0')) throw VDiskException.Invalid(path, $"'{StoredFileNames.Printable(path)}': a path cannot contain a NUL character.");
         path = System.IO.Path.GetFullPath(path);
         if (Directory.Exists(path))
             throw new VDiskException(VDiskErrorKind.NotAnImage, path, $"{path} is a directory, not a disk image.");

@@ -52,6 +52,7 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
 
     private (string? FullPath, ErrorRecord? Error) ResolveLiteral(string path)
     {
+        if (path.Contains('\0')) return (null, VDiskErrors.NulInPath(path));
         try
         {
             string full = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out ProviderInfo provider, out _);
@@ -69,6 +70,11 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
     /// </summary>
     protected IReadOnlyList<string> ResolveWildcardPath(string path)
     {
+        if (path.Contains('\0'))
+        {
+            WriteError(VDiskErrors.NulInPath(path));
+            return Array.Empty<string>();
+        }
         try
         {
             var matches = SessionState.Path.GetResolvedProviderPathFromPSPath(path, out ProviderInfo provider);

@@ -67,6 +67,10 @@ internal static class VDiskErrors
     public static ErrorRecord InvalidArgument(string message, string? target) =>
         Record(new ArgumentException(message), Classify(VDiskErrorKind.InvalidArgument), target);
 
+    /// <summary>An InvalidArgument error for a typed path holding a NUL character, which no file name can.</summary>
+    public static ErrorRecord NulInPath(string path) =>
+        InvalidArgument($"The path '{path.Replace('\0', '?')}' contains a NUL character, which no file name can hold.", path);
+
     /// <summary>An error for a path whose provider is not the file system.</summary>
     public static ErrorRecord NotFileSystemPath(string path, ProviderInfo provider) =>
         Record(new ArgumentException($"'{path}' is a {provider.Name} path; disk images must be files on the file system."),
