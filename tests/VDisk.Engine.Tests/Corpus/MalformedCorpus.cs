@@ -8,7 +8,7 @@ using VDisk.Engine.Core;
 namespace VDisk.Engine.Tests.Corpus;
 
 /// <summary>Writes the malformed-image corpus.</summary>
-public static partial class MalformedCorpus
+public static class MalformedCorpus
 {
     /// <summary>
     /// Cases whose failure belongs to the qcow2 metadata core (Qcow2Driver, Qcow2ClusterMap, Qcow2Refcounts,
@@ -23,6 +23,14 @@ public static partial class MalformedCorpus
         ["qcow2-v2-header-l1_table_offset-at-l2"] = "chain succeeded; expected Corrupt",
         ["qcow2-v2-l1-entry-into-refcount-block"] = "chain succeeded; expected Corrupt",
         ["qcow2-v2-l2-zero-flag-on-every-entry"] = "chain succeeded; expected Corrupt",
+        // Qcow2ClusterMap.ReadL1 reads the whole L1 table into a byte[] and copies it into a ulong[]: 64 MiB for the
+        // largest table QEMU accepts (4 Mi entries), which QEMU holds in one 32 MiB buffer; a tiny file can ask for it.
+        ["qcow2-v2-header-l1_size-largest"] = "info allocated 64 MiB",
+        ["qcow2-v3-header-l1_size-largest"] = "info allocated 64 MiB",
+        // Qcow2SnapshotTable.Read allocates each entry's id and name (up to 64 KiB each, twice as UTF-16) and keeps
+        // reading up to the 64 MiB table limit before it looks for the snapshot: hundreds of MiB for a large table.
+        ["qcow2-v2-snapshot-table-largest"] = "convert snapshot allocated",
+        ["qcow2-v3-snapshot-table-largest"] = "convert snapshot allocated",
     };
 
     /// <summary>

@@ -62,6 +62,7 @@ internal static class Qcow2HeaderCases
                 new("zero", 0, Outcome.Corrupt(Info, "l1_size")),
                 new("max", uint.MaxValue, Outcome.Corrupt(Info, "l1_size")),
                 new("larger", 3, Outcome.Valid),
+                new("largest", (32 << 20) / 8, Outcome.Valid),
                 new("overflow", (32 << 20) / 8 + 1, Outcome.Corrupt(Info, "l1_size")),
             });
             Field(w, v, image, "l1_table_offset", 40, 8, new FieldCase[]

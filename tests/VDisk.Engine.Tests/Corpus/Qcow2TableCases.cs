@@ -122,6 +122,31 @@ internal static class Qcow2TableCases
         Case("count-beyond-entries", b => Bytes.Be32(b, 60, 2), VDiskErrorKind.Corrupt, QemuReadsTable);
         Case("table-past-eof", b => Bytes.Be64(b, 64, 1UL << 30), VDiskErrorKind.Corrupt);
         Case("count-largest", b => Bytes.Be32(b, 60, 65536), VDiskErrorKind.Corrupt, QemuReadsTable);
+        LargestTable(w, v, s);
+    }
+
+    // The largest snapshot table QEMU reads (64 MiB): 500 entries with the longest id and name, all valid, in a sparse file.
+    private static void LargestTable(CorpusWriter w, string v, Qcow2Sample s)
+    {
+        const int Entries = 500, EntryBytes = 40 + 16 + 2 * 65535 + 2; // padded to 8
+        var image = s.Build();
+        var table = new byte[s.Offset(SnapshotTableCluster) + (long)Entries * EntryBytes];
+        image.AsSpan(0, (int)s.Offset(SnapshotTableCluster)).CopyTo(table);
+        for (int i = 0; i < Entries; i++)
+        {
+            long at = s.Offset(SnapshotTableCluster) + (long)i * EntryBytes;
+            image.AsSpan((int)s.Offset(SnapshotTableCluster), 56).CopyTo(table.AsSpan((int)at));
+            Bytes.Be32(table, at + 12, uint.MaxValue); // id_str_size and name_size: 65535 each
+            table[at + 56] = (byte)'x';
+        }
+        Bytes.Be32(table, 60, Entries);
+        var withL1 = new byte[(table.Length + s.ClusterSize - 1) / s.ClusterSize * s.ClusterSize + s.ClusterSize];
+        table.CopyTo(withL1, 0);
+        long l1 = withL1.Length - s.ClusterSize;
+        Bytes.Be64(withL1, l1, (ulong)s.Offset(L2Cluster));
+        for (int i = 0; i < Entries; i++) Bytes.Be64(withL1, s.Offset(SnapshotTableCluster) + (long)i * EntryBytes, (ulong)l1);
+        w.Add($"{v}-snapshot-table-largest", "qcow2", "image.qcow2", withL1, Outcome.Valid);
+        w.Cases[^1] = w.Cases[^1] with { Snapshot = "1", SnapshotError = VDiskErrorKind.SnapshotNotFound };
     }
 
     private static void Extensions(CorpusWriter w)
