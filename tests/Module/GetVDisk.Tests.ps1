@@ -108,10 +108,12 @@ Describe 'Get-VDisk output' {
         (Get-VDisk -LiteralPath "$folder/nested/top.qcow2").ChainDepth | Should -Be 2
     }
 
-    It 'reads a file without a known magic as raw, its size the file length' {
+    It 'reads a file without a known magic as raw, its size the file length rounded up to whole sectors (as qemu-img)' {
         $info = Get-VDisk -LiteralPath "$folder/notes.txt"
         $info.Format | Should -Be 'Raw'
-        $info.VirtualSize | Should -Be (Get-Item -LiteralPath "$folder/notes.txt").Length
+        $length = (Get-Item -LiteralPath "$folder/notes.txt").Length
+        $info.VirtualSize | Should -Be ([math]::Ceiling($length / 512) * 512)
+        $info.FileLength | Should -Be $length
         $info.ClusterSize | Should -Not -Be 65536
         $info.Compat | Should -BeNullOrEmpty
         $info.RefcountBits | Should -BeNullOrEmpty

@@ -1,5 +1,7 @@
-// Backing chains (DESIGN.md "Chain"): resolving backing names against the overlay's folder, the
-// recorded backing format winning over probing, a depth limit and loop detection.
+// Backing chains (DESIGN.md "Chain"): resolving backing names against the overlay's folder (StoredFileNames),
+// the recorded backing format winning over probing, a depth limit and loop detection. Every file is checked
+// before it is opened (HostFileKind: no FIFOs or character devices), and the names a probed VMDK gives for
+// other files must stay in its folder.
 using VDisk.Engine.Core;
 using VDisk.Engine.Formats;
 using VDisk.Engine.Storage;
@@ -61,6 +63,7 @@ public static class ImageChain
         CacheMode topCache = CacheMode.Writeback, CacheMode backingCache = CacheMode.Writeback, string? topSnapshot = null, bool forceShare = false)
     {
         var seen = new List<string>();
+        if (path.Contains('\0')) throw VDiskException.Invalid(path, $"'{StoredFileNames.Printable(path)}': a path cannot contain a NUL character.");
         string current = System.IO.Path.GetFullPath(path);
         ImageFormat? currentFormat = format;
         for (int depth = 0; ; depth++)
@@ -71,14 +74,20 @@ public static class ImageChain
             if (depth > MaxDepth)
                 throw new VDiskException(VDiskErrorKind.ChainTooDeep, seen[0],
                     $"{seen[0]}: the backing chain is deeper than {MaxDepth} images.");
-            if (depth > 0 && !File.Exists(current))
+            if (depth > 0 && !HostFileKind.Exists(current))
                 throw new VDiskException(VDiskErrorKind.BackingMissing, seen[^1],
-                    $"{seen[^1]}: backing file '{current}' not found (chain: {Describe(seen, current)}).");
+                    $"{seen[^1]}: backing file '{StoredFileNames.Printable(current)}' not found (chain: {Describe(seen, current)}).");
+            if (depth > 0) HostFileKind.EnsureReadable(current, $"the backing file of '{seen[^1]}'");
             var driver = OpenFile(current, currentFormat, depth == 0 && writableTop, depth == 0 ? topCache : backingCache, depth == 0 ? topSnapshot : null, forceShare);
             seen.Add(current);
             yield return new ChainLayer(depth, current, driver);
             if (driver.Backing is not { } backing) yield break;
-            current = ResolveBackingPath(current, backing.Path);
+            string next = ResolveBackingPath(current, backing.Path);
+            if (backing.Format is null && RecordedBackingFormat(driver) is { Length: > 0 } recorded)
+                throw VDiskException.Unsupported(current, $"the backing format '{StoredFileNames.Printable(recorded)}' it records is not one VDisk reads (raw, qcow2, vmdk, vdi); the backing file is not probed instead.");
+            if (backing.ConfinedToFolder && !StoredFileNames.IsInFolderOf(current, next))
+                throw VDiskException.Unsupported(current, $"the parent file '{StoredFileNames.Printable(next)}' it names is outside its folder. " + ProbedOutsideFolderAdvice);
+            current = next;
             currentFormat = backing.Format;
         }
     }
@@ -87,15 +96,18 @@ public static class ImageChain
     public static IImageDriver OpenFile(string path, ImageFormat? format, bool writable, CacheMode cache = CacheMode.Writeback,
         string? snapshot = null, bool forceShare = false)
     {
+        if (path.Contains('\0')) throw VDiskException.Invalid(path, $"'{StoredFileNames.Printable(path)}': a path cannot contain a NUL character.");
         path = System.IO.Path.GetFullPath(path);
         if (Directory.Exists(path))
             throw new VDiskException(VDiskErrorKind.NotAnImage, path, $"{path} is a directory, not a disk image.");
-        if (!File.Exists(path))
-            throw new VDiskException(VDiskErrorKind.NotFound, path, $"{path}: no such file.");
+        if (!HostFileKind.Exists(path))
+            throw new VDiskException(VDiskErrorKind.NotFound, path, $"{path}: no such file (or a symbolic link to nothing).");
+        var type = HostFileKind.EnsureReadable(path);
         IStorage storage;
         try
         {
             storage = FileStorage.Open(path, writable, cache, forceShare && !writable ? ImageLockMode.None : null);
+            if (type == HostFileType.BlockDevice) storage = new DeviceSizedStorage(storage, HostFileKind.BlockDeviceLength(path) ?? 0);
             if (writable && WritableStorageWrapper.Value is { } wrap) storage = wrap(storage);
         }
         catch (UnauthorizedAccessException e)
@@ -114,8 +126,11 @@ public static class ImageChain
         }
         try
         {
-            var actual = format ?? FormatProbe.Detect(storage);
-            return snapshot is null ? ImageDrivers.Open(storage, actual, writable) : ImageDrivers.OpenSnapshot(storage, actual, snapshot);
+            var probe = format is null ? FormatProbe.Probe(storage) : null;
+            if (probe?.Warning is { } warning) EngineWarnings.Warn(warning);
+            var actual = format ?? probe!.Format;
+            bool confine = probe?.Format == ImageFormat.Vmdk; // a probed VMDK names files in its own folder only
+            return snapshot is null ? ImageDrivers.Open(storage, actual, writable, confine) : ImageDrivers.OpenSnapshot(storage, actual, snapshot);
         }
         catch
         {
@@ -124,15 +139,16 @@ public static class ImageChain
         }
     }
 
-    /// <summary>Full path of a backing file named <paramref name="stored"/> inside the image at <paramref name="imagePath"/>.</summary>
-    public static string ResolveBackingPath(string imagePath, string stored)
-    {
-        if (stored.StartsWith("json:", StringComparison.Ordinal) || stored.Contains("://", StringComparison.Ordinal))
-            throw VDiskException.Unsupported(imagePath, $"backing file '{stored}' is a protocol or JSON specification, which is not supported.");
-        if (System.IO.Path.IsPathRooted(stored)) return System.IO.Path.GetFullPath(stored);
-        string folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(imagePath)) ?? ".";
-        return System.IO.Path.GetFullPath(System.IO.Path.Combine(folder, stored));
-    }
+    /// <summary>
+    /// Full path of a backing file named <paramref name="stored"/> inside the image at <paramref name="imagePath"/>; a
+    /// name that cannot be a file name is a Corrupt or Unsupported error about the image (see <see cref="StoredFileNames"/>).
+    /// </summary>
+    public static string ResolveBackingPath(string imagePath, string stored) => StoredFileNames.Resolve(imagePath, stored, "backing file name");
+
+    /// <summary>What to do about a probed VMDK that names a file outside its folder.</summary>
+    internal const string ProbedOutsideFolderAdvice =
+        "Its format was probed, not declared, and a probed VMDK may only name files in its own folder, because its text may come from a guest. " +
+        "If you trust this descriptor, declare its format (-SourceFormat Vmdk, or -Format Vmdk for Get-VDisk and Get-VDiskChain).";
 
     /// <summary>
     /// The string to store as the backing name of a new overlay: relative to the overlay's folder when the
@@ -145,7 +161,10 @@ public static class ImageChain
         return System.IO.Path.GetRelativePath(folder, backingFullPath);
     }
 
+    // The backing format an image records, as text (only qcow2 records one; the VMDK parent is always VMDK).
+    private static string? RecordedBackingFormat(IImageDriver driver) => (driver as Formats.Qcow2.Qcow2Driver)?.Header.BackingFormat?.Trim();
+
     private static StringComparer PathComparer => OperatingSystem.IsWindows() ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
 
-    private static string Describe(List<string> seen, string next) => string.Join(" -> ", seen.Append(next));
+    private static string Describe(List<string> seen, string next) => string.Join(" -> ", seen.Append(next).Select(StoredFileNames.Printable));
 }

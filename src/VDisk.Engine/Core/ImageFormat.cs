@@ -49,4 +49,11 @@ public readonly record struct HostRun(IStorage Storage, long Offset, long Length
 /// <summary>The backing image an overlay names.</summary>
 /// <param name="Path">The path exactly as stored in the image (may be relative to the image's folder).</param>
 /// <param name="Format">The recorded backing format, or null when the image does not record one.</param>
-public sealed record BackingReference(string Path, ImageFormat? Format);
+public sealed record BackingReference(string Path, ImageFormat? Format)
+{
+    /// <summary>
+    /// True when the backing file must lie in the image's own folder: the name comes from a VMDK descriptor whose
+    /// format was probed, not declared, so it may be text a guest wrote (see FormatProbe).
+    /// </summary>
+    public bool ConfinedToFolder { get; init; }
+}

@@ -11,13 +11,16 @@ namespace VDisk.Engine.Formats;
 /// <summary>Opens the right driver for a format.</summary>
 public static class ImageDrivers
 {
-    /// <summary>Opens <paramref name="storage"/> as <paramref name="format"/>. The driver owns the storage.</summary>
-    public static IImageDriver Open(IStorage storage, ImageFormat format, bool writable) => format switch
+    /// <summary>
+    /// Opens <paramref name="storage"/> as <paramref name="format"/>. The driver owns the storage. With
+    /// <paramref name="confineReferences"/> (a probed VMDK), the files the image names must lie in its own folder.
+    /// </summary>
+    public static IImageDriver Open(IStorage storage, ImageFormat format, bool writable, bool confineReferences = false) => format switch
     {
         ImageFormat.Raw => new RawDriver(storage),
         ImageFormat.Qcow2 => Qcow2Driver.Open(storage, writable),
         ImageFormat.Vdi => VdiDriver.Open(storage, writable),
-        ImageFormat.Vmdk => VmdkDriver.Open(storage, writable),
+        ImageFormat.Vmdk => VmdkDriver.Open(storage, writable, confineReferences),
         _ => throw VDiskException.Unsupported(storage.Name, $"the {FormatProbe.Name(format)} format is not supported yet."),
     };
 

@@ -1,5 +1,6 @@
 // Image information and chain listing (DESIGN.md "Operations": info), what `qemu-img info` and
-// `qemu-img info --backing-chain` report, as objects.
+// `qemu-img info --backing-chain` report, as objects. A malformed backing file name is an error about the image;
+// a chain that breaks further down is a problem reported with the information.
 using VDisk.Engine.Chain;
 using VDisk.Engine.Core;
 
@@ -54,6 +55,9 @@ public static class InspectImage
         string? problem = null;
         if (driver.Backing != null)
         {
+            // A name no file can have is damage to this image's own metadata (an error); a backing chain that cannot
+            // be followed further down is reported beside the information (ChainProblem).
+            StoredFileNames.CheckWellFormed(full, driver.Backing.Path, "backing file name");
             try
             {
                 foreach (var layer in ImageChain.Walk(full, format, forceShare: true))

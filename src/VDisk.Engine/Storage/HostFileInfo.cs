@@ -9,7 +9,7 @@ namespace VDisk.Engine.Storage;
 /// <summary>The kind of file a path names (after following symbolic links).</summary>
 public enum HostFileType
 {
-    /// <summary>Nothing exists at the path (or a symbolic link there points nowhere).</summary>
+    /// <summary>Nothing exists at the path (or a symbolic link there points nowhere, or into a loop).</summary>
     Missing,
     /// <summary>A regular file.</summary>
     Regular,
@@ -35,7 +35,7 @@ public readonly partial record struct HostFileInfo(HostFileType Type, ulong Devi
 {
     private const int StatBufferBytes = 256;
     private const uint TypeMask = 0xf000;
-    private const int ENOENT = 2, ENOTDIR = 20;
+    private const int ENOENT = 2, ENOTDIR = 20, ENAMETOOLONG = 36, ELOOP = 40;
 
     [LibraryImport("libc", EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial int Stat(string path, byte* statBuffer);
@@ -52,7 +52,7 @@ public readonly partial record struct HostFileInfo(HostFileType Type, ulong Devi
         if (Stat(path, buffer) != 0)
         {
             int error = Marshal.GetLastPInvokeError();
-            return new(error is ENOENT or ENOTDIR ? HostFileType.Missing : HostFileType.Unknown, 0, 0);
+            return new(error is ENOENT or ENOTDIR or ENAMETOOLONG or ELOOP ? HostFileType.Missing : HostFileType.Unknown, 0, 0);
         }
         // struct stat: st_dev at 0 and st_ino at 8 on both ABIs; st_mode at 24 (x86_64) or 16 (aarch64).
         int modeOffset = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 24 : 16;

@@ -168,7 +168,8 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
         if (written is null) return;
         foreach (string warning in written.Warnings) WriteWarning($"{destination}: {warning}");
         _written.Add(destination);
-        if (PassThru && Attempt(destination, () => InspectImage.Run(destination)) is { } info)
+        // The output is described in the format it was written in, never probed again (its guest data may look like anything).
+        if (PassThru && Attempt(destination, () => RunCancellable(cancel => InspectImage.Run(destination, options.DestinationFormat, cancel))) is { } info)
             WriteObject(VDiskInfo.From(info));
     }
 

@@ -1,4 +1,5 @@
-// Get-VDisk: what `qemu-img info` says about each image, as VDiskInfo objects.
+// Get-VDisk: what `qemu-img info` says about each image, as VDiskInfo objects. -Format declares the format
+// instead of probing it (qemu-img info -f).
 using System.Management.Automation;
 using VDisk.Engine.Operations;
 
@@ -9,10 +10,15 @@ namespace VDisk.PowerShell.Commands;
 [OutputType(typeof(VDiskInfo))]
 public sealed class GetVDiskCommand : ImageInputCmdletBase
 {
+    /// <summary>Format of the images; by default it is probed from their content.</summary>
+    [Parameter]
+    public VDiskFormat Format { get; set; }
+
     /// <summary>Writes the image's VDiskInfo, and a warning when its backing chain cannot be followed.</summary>
     protected override void ProcessImage(string fullPath)
     {
-        if (Attempt(fullPath, () => InspectImage.Run(fullPath)) is not { } info) return;
+        var format = IsBound(nameof(Format)) ? Format.ToEngine() : (Engine.Core.ImageFormat?)null;
+        if (Attempt(fullPath, () => RunCancellable(cancel => InspectImage.Run(fullPath, format, cancel))) is not { } info) return;
         if (info.ChainProblem is { } problem) WriteWarning(problem);
         WriteObject(VDiskInfo.From(info));
     }

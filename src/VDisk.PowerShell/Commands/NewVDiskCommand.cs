@@ -92,7 +92,7 @@ public sealed class NewVDiskCommand : VDiskCmdletBase
         var created = Attempt(target, () => RunWithProgress("New-VDisk", $"Creating {target}", options.Size ?? 0, (meter, cancel) =>
         {
             var result = CreateImage.Run(target, options, Force, meter, cancel);
-            return Tuple.Create(result, InspectImage.Run(target, cancel: cancel));
+            return Tuple.Create(result, InspectImage.Run(target, options.Format, cancel));
         }));
         if (created is null) return;
         foreach (string warning in created.Item1.Warnings) WriteWarning($"{target}: {warning}");

@@ -1,7 +1,10 @@
 // The shared base of every VDisk cmdlet (DESIGN.md "Cmdlets"): provider path resolution (never the process
-// directory), Ctrl+C and SIGTERM as a CancellationToken, per-image error records, and progress for long engine work.
+// directory), Ctrl+C and SIGTERM as a CancellationToken, per-image error records (an unexpected exception too, as
+// an InternalError about that image), engine warnings, and progress for long engine work.
+using System.Collections.Concurrent;
 using System.Management.Automation;
 using Microsoft.PowerShell.Commands;
+using VDisk.Engine.Core;
 
 namespace VDisk.PowerShell.Commands;
 
@@ -50,6 +53,7 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
 
     private (string? FullPath, ErrorRecord? Error) ResolveLiteral(string path)
     {
+        if (path.Contains('\0')) return (null, VDiskErrors.NulInPath(path));
         try
         {
             string full = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out ProviderInfo provider, out _);
@@ -67,6 +71,11 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
     /// </summary>
     protected IReadOnlyList<string> ResolveWildcardPath(string path)
     {
+        if (path.Contains('\0'))
+        {
+            WriteError(VDiskErrors.NulInPath(path));
+            return Array.Empty<string>();
+        }
         try
         {
             var matches = SessionState.Path.GetResolvedProviderPathFromPSPath(path, out ProviderInfo provider);
@@ -82,25 +91,52 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
 
     /// <summary>
     /// Runs engine work for one image. Engine and I/O failures become a non-terminating error about that image
-    /// (so the rest of the pipeline goes on) and give null; Ctrl+C (or SIGTERM) stops the pipeline.
+    /// (so the rest of the pipeline goes on) and give null; Ctrl+C (or SIGTERM) stops the pipeline. Any other exception
+    /// is a bug: it becomes an InternalError record about the image, carrying the exception and its stack trace, and
+    /// the pipeline goes on with the next image (only the runtime's fatal exceptions still stop it). Warnings the
+    /// engine gives meanwhile are written once the work ends.
     /// </summary>
     protected T? Attempt<T>(string imagePath, Func<T> work) where T : class
     {
-        ErrorRecord? record = null;
+        var warnings = new ConcurrentQueue<string>();
         try
         {
-            return work();
+            using (EngineWarnings.Listen(warnings.Enqueue))
+                return work();
         }
         catch (OperationCanceledException) when (Stopping || _terminating)
         {
             throw new PipelineStoppedException();
         }
-        catch (Exception e) when ((record = VDiskErrors.FromException(e, imagePath)) != null)
+        catch (Exception e) when (e is not (PipelineStoppedException or ActionPreferenceStopException) && !IsFatal(e))
         {
-            WriteError(record);
+            WriteError(VDiskErrors.FromException(e, imagePath) ?? VDiskErrors.Internal(e, imagePath));
             return null;
         }
+        finally
+        {
+            while (warnings.TryDequeue(out var warning)) WriteWarning(warning);
+        }
     }
+
+    /// <summary>
+    /// Runs read-only engine work on a worker thread and waits for it or for Ctrl+C, whichever comes first: a stop
+    /// returns at once even if the work is stuck in a system call, and the work is cancelled. For work that writes,
+    /// use <see cref="RunWithProgress{T}"/>, which waits for the work to clean up.
+    /// </summary>
+    protected T RunCancellable<T>(Func<CancellationToken, T> work)
+    {
+        var task = Task.Run(() => work(Cancellation));
+        if (WaitHandle.WaitAny(new[] { ((IAsyncResult)task).AsyncWaitHandle, Cancellation.WaitHandle }) == 1 && !task.IsCompleted)
+        {
+            task.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted); // observed, not reported: the pipeline stopped
+            throw new PipelineStoppedException();
+        }
+        return task.GetAwaiter().GetResult();
+    }
+
+    // Exceptions after which the process cannot be trusted to go on.
+    private static bool IsFatal(Exception e) => e is OutOfMemoryException or AccessViolationException or System.Runtime.InteropServices.SEHException;
 
     /// <summary>
     /// Runs <paramref name="work"/> on a worker thread while this (pipeline) thread shows its progress (bytes,

@@ -14,6 +14,8 @@ internal static class VDiskErrors
     public const string DestinationIsSourceId = "DestinationIsSource";
     /// <summary>Error id for one -DestinationPath given for several inputs.</summary>
     public const string AmbiguousDestinationId = "AmbiguousDestination";
+    /// <summary>Error id for an exception VDisk did not expect: a bug, reported about the image it happened on.</summary>
+    public const string InternalErrorId = "InternalError";
 
     /// <summary>The error id and category for each engine error kind.</summary>
     public static (string Id, ErrorCategory Category) Classify(VDiskErrorKind kind) => kind switch
@@ -50,9 +52,26 @@ internal static class VDiskErrors
         _ => null,
     };
 
+    /// <summary>
+    /// An InternalError about <paramref name="target"/>: <paramref name="exception"/> (kept with its stack trace) is a
+    /// bug in VDisk, said so in the message, so that it is reported rather than mistaken for a problem with the image.
+    /// </summary>
+    public static ErrorRecord Internal(Exception exception, string target)
+    {
+        var record = Record(exception, (InternalErrorId, ErrorCategory.NotSpecified), target);
+        record.ErrorDetails = new ErrorDetails(
+            $"{target}: VDisk failed with an unexpected {exception.GetType().FullName}: {exception.Message} This is a bug in VDisk, " +
+            "not a problem with your command; please report it with the output of $Error[0].Exception.ToString(). Other inputs are still processed.");
+        return record;
+    }
+
     /// <summary>An InvalidArgument error about <paramref name="target"/> (null for the command line as a whole).</summary>
     public static ErrorRecord InvalidArgument(string message, string? target) =>
         Record(new ArgumentException(message), Classify(VDiskErrorKind.InvalidArgument), target);
+
+    /// <summary>An InvalidArgument error for a typed path holding a NUL character, which no file name can.</summary>
+    public static ErrorRecord NulInPath(string path) =>
+        InvalidArgument($"The path '{path.Replace('\0', '?')}' contains a NUL character, which no file name can hold.", path);
 
     /// <summary>An error for a path whose provider is not the file system.</summary>
     public static ErrorRecord NotFileSystemPath(string path, ProviderInfo provider) =>

@@ -52,7 +52,7 @@ internal static class Qcow2Creator
 
         // Layout: header, refcount table (T clusters), refcount blocks (B), L1 table (L); B and T cover all of it.
         long entriesPerBlock = cs * 8 / o.RefcountBits;
-        long l1Clusters = Math.Max(1, (header.L1Size * 8L + cs - 1) / cs);
+        long l1Clusters = (header.L1Size * 8L + cs - 1) / cs; // none for an empty disk: qemu-img writes l1_table_offset 0 then
         long tableClusters = 1, blocks = 1;
         while (true)
         {
@@ -66,7 +66,7 @@ internal static class Qcow2Creator
         header.RefcountTableOffset = cs;
         header.RefcountTableClusters = (int)tableClusters;
         long firstBlock = 1 + tableClusters;
-        header.L1TableOffset = (firstBlock + blocks) * cs;
+        header.L1TableOffset = l1Clusters == 0 ? 0 : (firstBlock + blocks) * cs;
 
         var block = new byte[cs];
         for (long b = 0; b < blocks; b++)

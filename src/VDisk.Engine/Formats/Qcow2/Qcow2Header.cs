@@ -100,7 +100,7 @@ public sealed class Qcow2Header
         ulong size = U64(cluster0, SizeOffset);
         if (size > long.MaxValue / 2)
             throw VDiskException.Corrupt(path, $"qcow2 header field size is {size}, beyond the largest supported disk.");
-        h.Size = (long)size;
+        h.Size = (long)size / 512 * 512; // QEMU keeps whole sectors (total_sectors = size / 512): 64 MiB + 1 is 64 MiB
         h.CryptMethod = U32(cluster0, CryptMethodOffset);
         if (h.CryptMethod > 2)
             throw VDiskException.Corrupt(path, $"qcow2 header field crypt_method is {h.CryptMethod}; it must be 0, 1 or 2.");
@@ -109,9 +109,9 @@ public sealed class Qcow2Header
         if (l1Size > MaxL1Bytes / 8)
             throw VDiskException.Corrupt(path, $"qcow2 header field l1_size is {l1Size}; the L1 table may hold at most {MaxL1Bytes / 8} entries.");
         h.L1Size = (int)l1Size;
-        long needL1 = RequiredL1Size(h.Size, h.ClusterBits);
+        long needL1 = RequiredL1Size((long)size, h.ClusterBits);
         if (h.L1Size < needL1)
-            throw VDiskException.Corrupt(path, $"qcow2 header field l1_size is {l1Size}, too small for a {h.Size}-byte disk (needs {needL1}).");
+            throw VDiskException.Corrupt(path, $"qcow2 header field l1_size is {l1Size}, too small for a {size}-byte disk (needs {needL1}).");
         h.L1TableOffset = CheckTableOffset(U64(cluster0, L1TableOffsetOffset), (long)l1Size * 8, cs, "l1_table_offset", path, h.L1Size == 0);
 
         h.RefcountTableClusters = (int)Math.Min(U32(cluster0, RefcountTableClustersOffset), int.MaxValue);
@@ -154,19 +154,22 @@ public sealed class Qcow2Header
                 throw VDiskException.Unsupported(path, $"qcow2 compression type {compression} is not supported (0 = zlib, 1 = zstd).");
             if (compression != 0 && !compressionBit)
                 throw VDiskException.Corrupt(path, $"qcow2 compression_type is {compression} but the compression-type incompatible feature bit is not set.");
+            if (compression == 0 && compressionBit && (h.IncompatibleFeatures & ~Qcow2Features.KnownIncompatible) == 0)
+                throw VDiskException.Corrupt(path, "qcow2 compression-type incompatible feature bit is set but compression_type is 0 (zlib); QEMU refuses such images.");
             h.CompressionType = compression == 1 ? CompressionType.Zstd : CompressionType.Zlib;
         }
 
-        if (backingOffset != 0)
+        if (backingOffset != 0 && backingSize != 0) // an empty name means no backing file, as in QEMU
         {
             if (backingSize > MaxBackingNameBytes)
                 throw VDiskException.Corrupt(path, $"qcow2 header field backing_file_size is {backingSize}; the name may be at most {MaxBackingNameBytes} bytes.");
-            if (backingOffset + backingSize > (ulong)Math.Min(cs, cluster0.Length))
+            ulong headerArea = (ulong)Math.Min(cs, cluster0.Length);
+            if (backingOffset > headerArea || backingSize > headerArea - backingOffset)
                 throw VDiskException.Corrupt(path, $"qcow2 header field backing_file_offset is {backingOffset}; the backing file name must lie within the first cluster.");
             h.BackingFile = Encoding.UTF8.GetString(cluster0.Slice((int)backingOffset, (int)backingSize));
         }
 
-        int extensionsEnd = backingOffset != 0 ? (int)backingOffset : Math.Min(cs, cluster0.Length);
+        int extensionsEnd = (int)Math.Min(backingOffset != 0 ? backingOffset : ulong.MaxValue, (ulong)Math.Min(cs, cluster0.Length));
         Qcow2HeaderExtension.ParseAll(cluster0[..extensionsEnd], h.HeaderLength, h.Extensions, path);
         return h;
     }

@@ -10,11 +10,14 @@ public sealed class RawDriver : IImageDriver
 {
     private const int SectorSize = 512;
 
-    /// <summary>Opens a raw image on <paramref name="storage"/>; the virtual size is the file length.</summary>
+    /// <summary>
+    /// Opens a raw image on <paramref name="storage"/>; the virtual size is the file length rounded up to a whole sector,
+    /// as QEMU sees it (a 1000-byte file is a 1024-byte disk whose tail reads as zeroes).
+    /// </summary>
     public RawDriver(IStorage storage)
     {
         Storage = storage;
-        VirtualSize = storage.Length;
+        VirtualSize = (storage.Length + SectorSize - 1) / SectorSize * SectorSize;
     }
 
     /// <inheritdoc/>

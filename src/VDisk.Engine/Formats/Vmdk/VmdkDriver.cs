@@ -16,8 +16,11 @@ public sealed class VmdkDriver : IImageDriver, ICompressedClusterWriter
     private readonly bool _writable;
     private bool _disposed;
 
-    private VmdkDriver(IStorage storage, VmdkLayout layout, bool writable)
+    private readonly bool _confined;
+
+    private VmdkDriver(IStorage storage, VmdkLayout layout, bool writable, bool confined)
     {
+        _confined = confined;
         Storage = storage;
         _layout = layout;
         _extents = layout.Extents.ToArray();
@@ -47,7 +50,7 @@ public sealed class VmdkDriver : IImageDriver, ICompressedClusterWriter
 
     /// <inheritdoc/>
     public BackingReference? Backing => _layout.Descriptor.ParentFileNameHint is { } parent
-        ? new BackingReference(parent, ImageFormat.Vmdk)
+        ? new BackingReference(parent, ImageFormat.Vmdk) { ConfinedToFolder = _confined }
         : null;
 
     /// <inheritdoc/>
@@ -67,13 +70,14 @@ public sealed class VmdkDriver : IImageDriver, ICompressedClusterWriter
 
     /// <summary>
     /// Opens a VMDK image whose main file (a sparse file or a descriptor) is <paramref name="storage"/>; extent files
-    /// named by a descriptor are opened beside it with the same cache mode. The driver owns all the files.
+    /// named by a descriptor are opened beside it with the same cache mode. The driver owns all the files. With
+    /// <paramref name="confined"/> (the format was probed) the extents and the parent must lie in the image's folder.
     /// </summary>
-    public static VmdkDriver Open(IStorage storage, bool writable)
+    public static VmdkDriver Open(IStorage storage, bool writable, bool confined = false)
     {
         var extentLocks = storage is FileStorage file ? file.LockMode : (ImageLockMode?)null;
-        var layout = VmdkOpener.Open(storage, writable, (path, write) => OpenExtentFile(path, write, storage.CacheMode, extentLocks));
-        var driver = new VmdkDriver(storage, layout, writable);
+        var layout = VmdkOpener.Open(storage, writable, (path, write) => OpenExtentFile(path, write, storage.CacheMode, extentLocks), confined);
+        var driver = new VmdkDriver(storage, layout, writable, confined);
         if (!writable) return driver;
         try
         {
@@ -210,7 +214,8 @@ public sealed class VmdkDriver : IImageDriver, ICompressedClusterWriter
     {
         try
         {
-            return FileStorage.Open(path, writable, cache, locks);
+            var storage = FileStorage.Open(path, writable, cache, locks);
+            return HostFileKind.Of(path) == HostFileType.BlockDevice ? new DeviceSizedStorage(storage, HostFileKind.BlockDeviceLength(path) ?? 0) : storage;
         }
         catch (UnauthorizedAccessException e)
         {

@@ -2,7 +2,10 @@
 // Sparse Extents"; QEMU block/vmdk.c vmdk_open, vmdk_open_vmdk4, vmdk_parse_extents): either one sparse
 // file with an embedded descriptor (monolithicSparse, streamOptimized) or a descriptor file whose extent
 // lines name flat and sparse extent files in its folder. Everything is checked before tables are read.
+// Extent names go through StoredFileNames; an extent must be a regular file or block device (HostFileKind);
+// a probed descriptor (format not declared) may only name files in its own folder.
 using System.Buffers.Binary;
+using VDisk.Engine.Chain;
 using VDisk.Engine.Core;
 using VDisk.Engine.Storage;
 
@@ -30,8 +33,9 @@ internal static class VmdkOpener
     /// <summary>
     /// Opens the image whose main file is <paramref name="storage"/>; <paramref name="openFile"/> opens an extent file
     /// by full path. On failure every extent file opened here is closed again (the caller owns <paramref name="storage"/>).
+    /// With <paramref name="confineToFolder"/> (a probed descriptor) every extent file must lie in the descriptor's folder.
     /// </summary>
-    public static VmdkLayout Open(IStorage storage, bool writable, Func<string, bool, IStorage> openFile)
+    public static VmdkLayout Open(IStorage storage, bool writable, Func<string, bool, IStorage> openFile, bool confineToFolder = false)
     {
         string path = storage.Name;
         long length = storage.Length;
@@ -39,13 +43,15 @@ internal static class VmdkOpener
         storage.ReadAt(0, first);
         if (length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(first) == VmdkSparseHeader.Magic)
             return OpenMonolithic(storage, first, length, writable);
+        if (length >= 4 && first.AsSpan().StartsWith("COWD"u8))
+            throw VDiskException.Unsupported(path, "VMware 3 (COWD) sparse VMDK files are not supported.");
         if (!LooksLikeDescriptor(first))
             throw new VDiskException(VDiskErrorKind.NotAnImage, path, $"{path} is not a VMDK image: it has neither the \"KDMV\" magic nor a text descriptor.");
         if (length > VmdkDescriptor.MaxBytes)
             throw VDiskException.Corrupt(path, $"the VMDK descriptor file is {length} bytes; at most {VmdkDescriptor.MaxBytes} are supported.");
         var text = new byte[length];
         storage.ReadAt(0, text);
-        return OpenDescriptorFile(storage, VmdkDescriptor.Parse(text, path), writable, openFile);
+        return OpenDescriptorFile(storage, VmdkDescriptor.Parse(text, path), writable, openFile, confineToFolder);
     }
 
     private static VmdkLayout OpenMonolithic(IStorage storage, byte[] first, long length, bool writable)
@@ -67,7 +73,8 @@ internal static class VmdkOpener
         return new VmdkLayout(descriptor, header.DescriptorOffset * Sector, text.Length, createType, new List<VmdkExtent> { extent }, new List<IStorage>());
     }
 
-    private static VmdkLayout OpenDescriptorFile(IStorage storage, VmdkDescriptor descriptor, bool writable, Func<string, bool, IStorage> openFile)
+    private static VmdkLayout OpenDescriptorFile(IStorage storage, VmdkDescriptor descriptor, bool writable, Func<string, bool, IStorage> openFile,
+        bool confineToFolder)
     {
         string path = storage.Name;
         if (descriptor.CreateType is not { } createType)
@@ -85,7 +92,7 @@ internal static class VmdkOpener
             long guest = 0;
             foreach (var line in descriptor.Extents)
             {
-                extents.Add(OpenExtent(path, line, guest, writable, cachePerExtent, files, openFile));
+                extents.Add(OpenExtent(path, line, guest, writable, cachePerExtent, files, openFile, confineToFolder));
                 guest += line.Sectors * Sector;
             }
             CheckGrainLayout(path, extents);
@@ -100,7 +107,7 @@ internal static class VmdkOpener
     }
 
     private static VmdkExtent OpenExtent(string path, VmdkExtentLine line, long guestStart, bool writable, int cache,
-        Dictionary<string, IStorage> files, Func<string, bool, IStorage> openFile)
+        Dictionary<string, IStorage> files, Func<string, bool, IStorage> openFile, bool confineToFolder)
     {
         string where = $"extent on descriptor line {line.LineNumber}";
         if (line.Access == "NOACCESS")
@@ -111,10 +118,14 @@ internal static class VmdkOpener
         if (!flat && line.Type is not ("SPARSE" or "VMFSSPARSE"))
             throw VDiskException.Unsupported(path, $"the {where} has type {line.Type}; only FLAT, VMFS, SPARSE and VMFSSPARSE extents are supported.");
         string full = ResolveExtentPath(path, line);
+        if (confineToFolder && !StoredFileNames.IsInFolderOf(path, full))
+            throw VDiskException.Unsupported(path, $"the extent file '{StoredFileNames.Printable(full)}' on descriptor line {line.LineNumber} is outside its folder. " +
+                ImageChain.ProbedOutsideFolderAdvice);
         if (!files.TryGetValue(full, out var file))
         {
-            if (!File.Exists(full))
-                throw new VDiskException(VDiskErrorKind.NotFound, path, $"{path}: extent file '{full}' (descriptor line {line.LineNumber}) not found.");
+            if (!HostFileKind.Exists(full))
+                throw new VDiskException(VDiskErrorKind.NotFound, path, $"{path}: extent file '{StoredFileNames.Printable(full)}' (descriptor line {line.LineNumber}) not found.");
+            HostFileKind.EnsureReadable(full, $"the extent file on line {line.LineNumber} of '{path}'");
             file = openFile(full, writable);
             files[full] = file;
         }
@@ -195,6 +206,7 @@ internal static class VmdkOpener
     {
         string name = line.FileName
             ?? throw VDiskException.Corrupt(descriptorPath, $"the extent on descriptor line {line.LineNumber} has no file name.");
+        StoredFileNames.CheckWellFormed(descriptorPath, name, $"extent file name on descriptor line {line.LineNumber}");
         string descriptorFull = Path.GetFullPath(descriptorPath);
         string full;
         if (Path.IsPathRooted(name))
@@ -207,7 +219,7 @@ internal static class VmdkOpener
             full = Path.GetFullPath(Path.Combine(folder, name));
             string relative = Path.GetRelativePath(folder, full);
             if (relative == ".." || relative.StartsWith(".." + Path.DirectorySeparatorChar, StringComparison.Ordinal) || Path.IsPathRooted(relative))
-                throw VDiskException.Unsupported(descriptorPath, $"extent file name '{name}' on descriptor line {line.LineNumber} leaves the descriptor's folder; only names inside it (or absolute paths) are accepted.");
+                throw VDiskException.Unsupported(descriptorPath, $"extent file name '{StoredFileNames.Printable(name)}' on descriptor line {line.LineNumber} leaves the descriptor's folder; only names inside it (or absolute paths) are accepted.");
         }
         if (string.Equals(full, descriptorFull, OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal))
             throw VDiskException.Corrupt(descriptorPath, $"the extent on descriptor line {line.LineNumber} names the descriptor file itself.");
