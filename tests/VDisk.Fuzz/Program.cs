@@ -4,6 +4,7 @@
 //   run TARGET PATH...                  replay files (or every file of folders), e.g. afl's crashes; exit 1 on a crash
 //   list                                print the target names
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using SharpFuzz;
 using VDisk.Fuzz;
 using VDisk.Fuzz.Seeds;
@@ -40,6 +41,7 @@ static int Seeds(string target, string folder, string[] rest)
 
 static int Replay(string target, string[] paths)
 {
+    GiveTraceMemory();
     int crashes = 0;
     var files = paths.SelectMany(p => Directory.Exists(p) ? Directory.EnumerateFiles(p).Order() : (IEnumerable<string>)new[] { p });
     foreach (var file in files.Where(f => Path.GetFileName(f) != "README.txt"))
@@ -60,6 +62,13 @@ static int Replay(string target, string[] paths)
         }
     }
     return crashes == 0 ? 0 : 1;
+}
+
+// An engine assembly instrumented by sharpfuzz records branches in SharpFuzz's trace map, which only Fuzzer.Run sets up;
+// replaying through the instrumented copy (out/fuzz/bin) needs a map of its own. Harmless for an uninstrumented engine.
+static unsafe void GiveTraceMemory()
+{
+    if (SharpFuzz.Common.Trace.SharedMem == null) SharpFuzz.Common.Trace.SharedMem = (byte*)NativeMemory.AllocZeroed(1 << 16);
 }
 
 static int List()
