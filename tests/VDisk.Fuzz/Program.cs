@@ -33,6 +33,7 @@ static int Fuzz(string target)
 
 static int Seeds(string target, string folder, string[] rest)
 {
+    GiveTraceMemory();
     if (rest.Length % 2 != 0 || rest.Where((_, i) => i % 2 == 0).Any(a => a != "--extra")) return Usage();
     int count = SeedCorpus.Write(target, folder, rest.Where((_, i) => i % 2 == 1));
     Console.WriteLine($"{count} seeds for {target} in {folder}");
@@ -65,7 +66,7 @@ static int Replay(string target, string[] paths)
 }
 
 // An engine assembly instrumented by sharpfuzz records branches in SharpFuzz's trace map, which only Fuzzer.Run sets up;
-// replaying through the instrumented copy (out/fuzz/bin) needs a map of its own. Harmless for an uninstrumented engine.
+// making seeds or replaying with the instrumented copy (out/fuzz/bin) needs a map of its own. Harmless uninstrumented.
 static unsafe void GiveTraceMemory()
 {
     if (SharpFuzz.Common.Trace.SharedMem == null) SharpFuzz.Common.Trace.SharedMem = (byte*)NativeMemory.AllocZeroed(1 << 16);
