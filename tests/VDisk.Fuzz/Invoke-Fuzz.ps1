@@ -4,7 +4,8 @@
 .DESCRIPTION
     Publishes tests/VDisk.Fuzz into OutPath/bin, instruments that copy of VDisk.Engine.dll with the sharpfuzz tool
     (the build output stays uninstrumented), writes each target's seeds (generated images, the regression
-    reproducers, and every -ExtraSeeds folder), then runs afl-fuzz for -Seconds per target, two targets at a time.
+    reproducers, and every -ExtraSeeds folder), then runs afl-fuzz for -Seconds per target, two targets at a time,
+    each with its dictionary from Dictionaries/.
     A target passes when afl-fuzz saved no crash and no hang, ran at least 100 inputs a second on average and found
     at least 100 edges (so a harness that cannot run, or refuses every input at once, fails). Findings stay in
     OutPath/<target>/findings/default/{crashes,hangs}; replay them with
@@ -115,7 +116,10 @@ try {
     for ($i = 0; $i -lt $targets.Count; $i += $parallel) {
         $batch = @($targets[$i..([math]::Min($i + $parallel, $targets.Count) - 1)] | ForEach-Object {
             $findings = Join-Path $OutPath "$_/findings"
-            $arguments = @('-i', (Join-Path $OutPath "$_/seeds"), '-o', $findings, '-V', $Seconds, '-t', $timeoutMs, '-m', 'none', '--', $dotnet, $fuzzDll, 'fuzz', $_) |
+            $dictionary = Join-Path $PSScriptRoot "Dictionaries/$_.dict"
+            $arguments = @('-i', (Join-Path $OutPath "$_/seeds"), '-o', $findings, '-V', $Seconds, '-t', $timeoutMs, '-m', 'none'
+                if (Test-Path -LiteralPath $dictionary) { '-x', $dictionary }
+                '--', $dotnet, $fuzzDll, 'fuzz', $_) |
                 ForEach-Object { if ("$_" -match '\s') { '"' + $_ + '"' } else { "$_" } } # Start-Process joins them with spaces
             Write-Host "afl-fuzz $_ for $Seconds s ($findings)"
             [pscustomobject]@{

@@ -72,7 +72,7 @@ public class VmdkSparseHeaderTests
     [Theory]
     [InlineData(true, 4096, null)]
     [InlineData(true, 8192, VDiskErrorKind.Unsupported)]
-    [InlineData(true, 0x200000, VDiskErrorKind.Unsupported)] // a 1 GiB compressed grain: found by fuzzing (FuzzRegressions/vmdk-sparse)
+    [InlineData(true, 0x200000, VDiskErrorKind.Unsupported)] // 1 GiB: one read allocated 1 GiB (FuzzRegressions/vmdk-sparse)
     [InlineData(false, 0x200000, null)]                       // uncompressed grains are never buffered whole
     public void CompressedGrainsAreAtMost2MiB(bool compressed, long grainSectors, VDiskErrorKind? expected)
     {

@@ -1,5 +1,6 @@
 // VMDK seeds. Sparse files: monolithicSparse with 4 KiB and 64 KiB grains, a child naming its parent, and
-// streamOptimized (footer, markers, compressed grains), from the engine and (when installed) qemu-img.
+// streamOptimized (footer, markers, compressed grains), from the engine and (when installed) qemu-img, and a
+// minimal 4 KiB compressed extent laid out by hand.
 // Descriptors: the descriptors embedded in those files, the descriptor files of the flat and split
 // subformats, and hand-made variants (CRLF line ends, other extent types and access modes, a disk database).
 using System.Buffers.Binary;
@@ -24,6 +25,7 @@ internal static class VmdkSeeds
         yield return SparseSeed(Filled(w, "sparse-child.vmdk",
             new CreateOptions { ClusterSize = 4096, BackingPath = parent, BackingFormat = ImageFormat.Vmdk }, new[] { (4 * K, 512) }));
 
+        yield return MinimalStream();
         string raw = w.Raw("source.raw", 512 * K, (0, 10 * 1024), (128 * K, 3000), (500 * K, 12 * 1024));
         yield return SparseSeed(w.Convert(raw, "stream.vmdk", new ConvertOptions
         {
@@ -65,6 +67,32 @@ internal static class VmdkSeeds
             + "ddb.uuid.image = \"6b9e0a4e-9b1e-4f3c-8c1f-0a1b2c3d4e5f\"\nddb.longContentID = \"0123456789abcdef\"\n";
         yield return new Seed("built-lf.vmdk", Encoding.UTF8.GetBytes(built));
         yield return new Seed("built-crlf.vmdk", Encoding.UTF8.GetBytes(built.Replace("\n", "\r\n").Replace("version=1", "version=3")));
+    }
+
+    // The smallest compressed extent the driver reads, laid out as qemu-img writes streamOptimized files (grain
+    // directory at the start, markers): header, descriptor, directory, one grain table, one compressed 4 KiB grain.
+    private static Seed MinimalStream()
+    {
+        const int grainSectors = 8, gdSector = 2, gtSector = 3, grainSector = 7;
+        var image = new byte[grainSector * 512];
+        var header = VmdkCreator.SparseHeader(2 * grainSectors, grainSectors, compressed: true);
+        header.DescriptorSize = 1;
+        header.GdOffset = gdSector;
+        header.Overhead = grainSector;
+        header.WriteTo(image);
+        var descriptor = Encoding.UTF8.GetBytes(VmdkDescriptor.Build("streamOptimized", 0x0badcafe, VmdkDescriptor.NoParent, null,
+            new[] { new VmdkExtentLine("RW", 2 * grainSectors, "SPARSE", "minimal-stream.vmdk", 0, 1) }, 2 * grainSectors * 512)
+            .Split("\n# The Disk Data Base")[0]);
+        descriptor.CopyTo(image, 512);
+        BinaryPrimitives.WriteUInt32LittleEndian(image.AsSpan(gdSector * 512), gtSector);
+        BinaryPrimitives.WriteUInt32LittleEndian(image.AsSpan(gtSector * 512), grainSector);
+        var compressed = new byte[2 * grainSectors * 512];
+        int length = VmdkGrainCompression.Compress(SeedWorkspace.Content(0, grainSectors * 512), compressed);
+        var marker = new byte[12 + length];
+        BinaryPrimitives.WriteUInt64LittleEndian(marker, 0);             // the grain's first sector (LBA 0)
+        BinaryPrimitives.WriteUInt32LittleEndian(marker.AsSpan(8), (uint)length);
+        compressed.AsSpan(0, length).CopyTo(marker.AsSpan(12));
+        return new Seed("minimal-stream.vmdk", image.Concat(marker).ToArray());
     }
 
     private static string Filled(SeedWorkspace w, string name, CreateOptions options, (long, int)[] data)
