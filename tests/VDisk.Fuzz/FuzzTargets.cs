@@ -15,7 +15,10 @@ namespace VDisk.Fuzz;
 public sealed record FuzzOutcome(VDiskException? Rejection, long VirtualSize, long BytesWalked, int Runs)
 {
     /// <summary>True when the engine accepted the input.</summary>
-    public bool Accepted => Rejection is null;
+    public bool Accepted => Rejection is null && OpenFinding is null;
+
+    /// <summary>The id of the known, unfixed crash the input triggered (<see cref="OpenFindings"/>), or null.</summary>
+    public string? OpenFinding { get; init; }
 
     /// <summary>An input the engine refused.</summary>
     public static FuzzOutcome Rejected(VDiskException e) => new(e, 0, 0, 0);

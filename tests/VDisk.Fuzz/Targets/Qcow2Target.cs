@@ -1,6 +1,6 @@
 // Target "qcow2": the header (with its extensions and backing name), the feature checks, the L1/L2 tables and
 // refcount table as the driver opens them read-only, the whole mapping, compressed clusters (zlib and zstd),
-// the snapshot table, and the first snapshot opened as a read-only view and walked in turn.
+// the snapshot table, and the first snapshot opened as a read-only view and walked in turn (see OpenFindings).
 using VDisk.Engine.Formats.Qcow2;
 using VDisk.Engine.Storage;
 
@@ -22,12 +22,21 @@ public sealed class Qcow2Target : IFuzzTarget
         meter.Call("Details", () => driver.Details);
         var (bytes, runs) = MappingWalk.Walk(driver, meter);
         var snapshots = meter.Call("Snapshots", () => driver.Snapshots);
+        var outcome = new FuzzOutcome(null, driver.VirtualSize, bytes, runs + snapshots.Count);
         foreach (var snapshot in snapshots.Take(MaxSnapshotViews))
         {
-            using var view = meter.Call($"OpenSnapshot({snapshot.Id})", () => Qcow2Driver.OpenSnapshot(Storage(input), snapshot.Id));
-            runs += MappingWalk.Walk(view, meter).Runs;
+            Qcow2Driver view;
+            try
+            {
+                view = meter.Call($"OpenSnapshot({snapshot.Id})", () => Qcow2Driver.OpenSnapshot(Storage(input), snapshot.Id));
+            }
+            catch (ArgumentOutOfRangeException) when (snapshot.L1TableOffset < 0)
+            {
+                return outcome with { OpenFinding = OpenFindings.Qcow2SnapshotL1OffsetNegative };
+            }
+            using (view) outcome = outcome with { Runs = outcome.Runs + MappingWalk.Walk(view, meter).Runs };
         }
-        return new FuzzOutcome(null, driver.VirtualSize, bytes, runs + snapshots.Count);
+        return outcome;
     }
 
     private static MemoryStorage Storage(byte[] input) => new("fuzz.qcow2", input, canWrite: false);
