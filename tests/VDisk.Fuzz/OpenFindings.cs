@@ -9,8 +9,9 @@ public static class OpenFindings
 {
     /// <summary>
     /// qcow2: Qcow2SnapshotTable.Read accepts a snapshot whose l1_table_offset has bit 63 set (it only checks cluster
-    /// alignment), and opening that snapshot reads its L1 table at a negative offset: ArgumentOutOfRangeException from
-    /// the storage instead of a Corrupt error (through ImageChain.Open with a snapshot, Convert-VDisk -Snapshot).
+    /// alignment), and opening that snapshot reads its L1 table at a negative offset: an ArgumentOutOfRangeException or
+    /// ArgumentException from the storage instead of a Corrupt error (through ImageChain.Open with a snapshot,
+    /// Convert-VDisk -Snapshot).
     /// </summary>
     public const string Qcow2SnapshotL1OffsetNegative = "qcow2-snapshot-l1-offset-negative";
 }

@@ -51,9 +51,12 @@ static int Replay(string target, string[] paths)
         try
         {
             var outcome = FuzzTargets.Run(target, File.ReadAllBytes(file));
-            string what = outcome.Accepted
-                ? $"accepted: {outcome.VirtualSize} bytes, {outcome.BytesWalked} walked in {outcome.Runs} runs"
-                : $"refused ({outcome.Rejection!.Kind}): {outcome.Rejection.Message}";
+            string what = outcome switch
+            {
+                { OpenFinding: { } id } => $"open finding {id} (a known crash, see OpenFindings.cs)",
+                { Rejection: { } e } => $"refused ({e.Kind}): {e.Message}",
+                _ => $"accepted: {outcome.VirtualSize} bytes, {outcome.BytesWalked} walked in {outcome.Runs} runs",
+            };
             Console.WriteLine($"{file}: {what} [{clock.ElapsedMilliseconds} ms]");
         }
         catch (Exception e)

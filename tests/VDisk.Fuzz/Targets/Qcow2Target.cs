@@ -30,7 +30,7 @@ public sealed class Qcow2Target : IFuzzTarget
             {
                 view = meter.Call($"OpenSnapshot({snapshot.Id})", () => Qcow2Driver.OpenSnapshot(Storage(input), snapshot.Id));
             }
-            catch (ArgumentOutOfRangeException) when (snapshot.L1TableOffset < 0)
+            catch (ArgumentException) when (snapshot.L1TableOffset < 0)
             {
                 return outcome with { OpenFinding = OpenFindings.Qcow2SnapshotL1OffsetNegative };
             }
