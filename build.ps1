@@ -116,6 +116,7 @@ function Invoke-Fuzz([int] $Seconds, [string[]] $Targets, [string[]] $Seeds) {
 
 # The one-minute smoke run of every target, each counted as one test.
 function Invoke-FuzzSmoke {
+    $clock = [Diagnostics.Stopwatch]::StartNew()
     try {
         $results = @(Invoke-Fuzz $fuzzSmokeSeconds @() @())
     } catch {
@@ -127,7 +128,7 @@ function Invoke-FuzzSmoke {
         Failed  = @($results | Where-Object Status -eq 'Failed').Count
         Skipped = @($results | Where-Object Status -eq 'Skipped').Count
     }
-    Write-Host "Fuzz smoke runs: $($counts.Passed) passed, $($counts.Failed) failed, $($counts.Skipped) skipped."
+    Write-Host "Fuzz smoke runs: $($counts.Passed) passed, $($counts.Failed) failed, $($counts.Skipped) skipped ($([int]$clock.Elapsed.TotalSeconds) s)."
     $counts
 }
 

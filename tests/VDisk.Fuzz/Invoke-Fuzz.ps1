@@ -103,7 +103,8 @@ if (-not $afl) {
 Push-Location -LiteralPath $root
 try { Invoke-Checked 'sharpfuzz instrumentation' { dotnet sharpfuzz (Join-Path $bin 'VDisk.Engine.dll') } } finally { Pop-Location }
 
-$extra = @((Join-Path $root 'tests/VDisk.Engine.Tests/FuzzRegressions') + $ExtraSeeds | ForEach-Object { '--extra'; (Resolve-Path -LiteralPath $_).Path })
+$seedFolders = @(Join-Path $root 'tests/VDisk.Engine.Tests/FuzzRegressions') + @($ExtraSeeds)
+$extra = @($seedFolders | ForEach-Object { '--extra'; (Resolve-Path -LiteralPath $_).Path })
 foreach ($name in $targets) {
     Invoke-Checked "seeds for $name" { dotnet $fuzzDll seeds $name (Join-Path $OutPath "$name/seeds") @extra }
 }
