@@ -97,7 +97,8 @@ $targets = @(if ($Target) { $Target } else { $known })
 $afl = Get-Command afl-fuzz -CommandType Application -ErrorAction Ignore | Select-Object -First 1
 if (-not $afl) {
     $status = if ($Required) { 'Failed' } else { 'Skipped' }
-    Write-Warning "afl-fuzz is not installed (apt-get install afl++): the fuzz smoke runs are $($status.ToLowerInvariant())."
+    $what = if ($Required) { 'every fuzz target fails (it is required here)' } else { 'every fuzz target is skipped' }
+    Write-Warning "afl-fuzz is not installed (apt-get install afl++): $what."
     return $targets | ForEach-Object { New-Result $_ $status 'afl-fuzz is not installed' }
 }
 Push-Location -LiteralPath $root
