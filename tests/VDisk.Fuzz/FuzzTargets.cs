@@ -1,13 +1,14 @@
 // The fuzz targets by name, and the one rule every target shares: an input may be refused only with the
 // engine's VDiskException (NotAnImage, Corrupt or Unsupported). Any other exception, a broken invariant of
 // the engine's answers (FuzzFinding) or an engine call that allocates more than AllocationBudget escapes
-// as a crash, to afl-fuzz (Program.cs) and to the regression tests alike.
+// as a crash, to afl-fuzz (Program.cs) and to the regression tests alike; only the known crashes listed in
+// OpenFindings.cs are reported in the outcome instead.
 using VDisk.Engine.Core;
 using VDisk.Fuzz.Targets;
 
 namespace VDisk.Fuzz;
 
-/// <summary>How one input ended: accepted (opened, walked) or refused with a clean engine error.</summary>
+/// <summary>How one input ended: accepted (opened, walked), refused with a clean engine error, or a known open finding.</summary>
 /// <param name="Rejection">The engine's refusal, or null when the input was accepted.</param>
 /// <param name="VirtualSize">Guest size of the opened image (0 when refused or when the target has no disk).</param>
 /// <param name="BytesWalked">Guest bytes the mapping walk covered, from offset 0.</param>

@@ -1,5 +1,5 @@
 // The fuzz runner's command line (docs/fuzzing.md):
-//   fuzz TARGET                         run under afl-fuzz (SharpFuzz fork server; input on stdin)
+//   fuzz TARGET                         run under afl-fuzz (SharpFuzz fork server; afl hands over each input)
 //   seeds TARGET FOLDER [--extra DIR]... write the target's seed corpus
 //   run TARGET PATH...                  replay files (or every file of folders), e.g. afl's crashes; exit 1 on a crash
 //   list                                print the target names
