@@ -11,7 +11,8 @@ public static class OpenFindings
     /// qcow2: Qcow2SnapshotTable.Read accepts a snapshot whose l1_table_offset has bit 63 set (it only checks cluster
     /// alignment), and opening that snapshot reads its L1 table at a negative offset: an ArgumentOutOfRangeException or
     /// ArgumentException from the storage instead of a Corrupt error (through ImageChain.Open with a snapshot,
-    /// Convert-VDisk -Snapshot).
+    /// Convert-VDisk -Snapshot). The reproducer is qemu-img's two-snapshot seed with the first entry's offset set to
+    /// 0xffffffffffff0000 (the afl-found inputs had empty L1 tables, which main's new core no longer reads).
     /// </summary>
     public const string Qcow2SnapshotL1OffsetNegative = "qcow2-snapshot-l1-offset-negative";
 }
