@@ -81,7 +81,12 @@ public class VmdkSparseHeaderTests
         header.WriteTo(sector);
         var parsed = VmdkSparseHeader.Parse(sector, "g.vmdk");
         var e = Record.Exception(() => parsed.Validate("g.vmdk", header.Overhead * 512 + 512));
-        Assert.Equal(expected, (e as VDiskException)?.Kind);
-        if (e != null) Assert.Contains("2 MiB", e.Message);
+        if (expected is null)
+        {
+            Assert.Null(e);
+            return;
+        }
+        Assert.Equal(expected, Assert.IsType<VDiskException>(e).Kind);
+        Assert.Contains("2 MiB", e.Message);
     }
 }
