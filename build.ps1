@@ -1,14 +1,19 @@
 <#
 .SYNOPSIS
-    Builds, tests, demonstrates or benchmarks VDisk.
+    Builds, tests, demonstrates, benchmarks or fuzzes VDisk.
 .DESCRIPTION
     Build: restores the tools, compiles the solution (Release) and stages a loadable module in out/VDisk.
-    Test:  Build, then the engine's xunit tests and the module's Pester tests (in a fresh pwsh); the last line is
-           "N passed, N failed" and the exit code is non-zero on any failure or when no test ran.
+    Test:  Build, then the engine's xunit tests, the module's Pester tests (in a fresh pwsh) and a one-minute afl++
+           smoke run of each fuzz target (each counts as one test: no crash, no hang, enough inputs run); the last line
+           is "N passed, N failed" and the exit code is non-zero on any failure or when no test ran. Without afl-fuzz
+           the smoke runs are skipped with a warning, except in CI (CI=true), where that is a failure.
     Demo:  Build, then runs docs/examples/Show-Demo.ps1 in a fresh pwsh: a template and an overlay, conversions to raw,
            back and compressed, comparisons and the backing chain.
     Bench: runs tests/VDisk.Bench beside qemu-img (needs qemu-utils, e2fsprogs and GNU time) and prints ratios;
            -BenchArguments picks what runs: 'io', 'convert' or 'all' (default), then the number of runs (default 3).
+    Fuzz:  runs the fuzz targets under afl++ for -FuzzSeconds each (default 1800), two at a time; -FuzzTarget picks
+           targets (qcow2, vmdk-sparse, vmdk-descriptor, vdi), -FuzzSeeds adds folders of extra seed files. Findings
+           go to out/fuzz/<target>/findings; see docs/fuzzing.md for replaying them and turning them into regressions.
 .EXAMPLE
     dotnet tool restore && dotnet pwsh ./build.ps1 -Task Test
 .EXAMPLE
@@ -16,16 +21,25 @@
     The whole suite with the long power-loss sweep (qemu-img check on every crash image, 12 write subsets per crash point).
 .EXAMPLE
     dotnet pwsh ./build.ps1 -Task Bench -BenchArguments convert, 1
+.EXAMPLE
+    dotnet pwsh ./build.ps1 -Task Fuzz -FuzzSeconds 600 -FuzzTarget qcow2, vdi
 #>
 [CmdletBinding()]
 param(
-    [ValidateSet('Build', 'Test', 'Demo', 'Bench')]
+    [ValidateSet('Build', 'Test', 'Demo', 'Bench', 'Fuzz')]
     [string] $Task = 'Build',
 
     [string[]] $BenchArguments = @(),
 
     # With -Task Test: the long sweeps (every crash image of the power-loss tests, more subsets per crash point).
-    [switch] $FullSweep
+    [switch] $FullSweep,
+
+    [ValidateRange(10, 86400)]
+    [int] $FuzzSeconds = 1800,
+
+    [string[]] $FuzzTarget = @(),
+
+    [string[]] $FuzzSeeds = @()
 )
 
 Set-StrictMode -Version Latest
@@ -39,6 +53,8 @@ $env:DOTNET_NOLOGO = '1'
 $root = $PSScriptRoot
 $moduleDir = Join-Path $root 'out/VDisk'
 $resultsDir = Join-Path $root 'out/TestResults'
+$fuzzDir = Join-Path $root 'out/fuzz'
+$fuzzSmokeSeconds = 60
 
 # Runs a native command and stops the build when it fails.
 function Invoke-Native([string] $Description, [scriptblock] $Command) {
@@ -98,6 +114,30 @@ function Invoke-ModuleTests {
     @{ Passed = [int]$result.Passed; Failed = [int]$result.Failed; Skipped = [int]$result.Skipped }
 }
 
+# afl++ runs of the fuzz targets (tests/VDisk.Fuzz/Invoke-Fuzz.ps1); one result per target.
+function Invoke-Fuzz([int] $Seconds, [string[]] $Targets, [string[]] $Seeds) {
+    & (Join-Path $root 'tests/VDisk.Fuzz/Invoke-Fuzz.ps1') -Seconds $Seconds -OutPath $fuzzDir -Target $Targets -ExtraSeeds $Seeds `
+        -Required:($env:CI -eq 'true')
+}
+
+# The one-minute smoke run of every target, each counted as one test.
+function Invoke-FuzzSmoke {
+    $clock = [Diagnostics.Stopwatch]::StartNew()
+    try {
+        $results = @(Invoke-Fuzz $fuzzSmokeSeconds @() @())
+    } catch {
+        Write-Host "Fuzz smoke runs could not start: $_"
+        return @{ Passed = 0; Failed = 1; Skipped = 0 }
+    }
+    $counts = @{
+        Passed  = @($results | Where-Object Status -eq 'Passed').Count
+        Failed  = @($results | Where-Object Status -eq 'Failed').Count
+        Skipped = @($results | Where-Object Status -eq 'Skipped').Count
+    }
+    Write-Host "Fuzz smoke runs: $($counts.Passed) passed, $($counts.Failed) failed, $($counts.Skipped) skipped ($([int]$clock.Elapsed.TotalSeconds) s)."
+    $counts
+}
+
 Push-Location -LiteralPath $root
 try {
     switch ($Task) {
@@ -108,9 +148,10 @@ try {
             $null = New-Item -ItemType Directory -Force -Path $resultsDir
             $engine = Invoke-EngineTests
             $module = Invoke-ModuleTests
-            $passed = $engine.Passed + $module.Passed
-            $failed = $engine.Failed + $module.Failed
-            Write-Host "Skipped: $($engine.Skipped + $module.Skipped)"
+            $fuzz = Invoke-FuzzSmoke
+            $passed = $engine.Passed + $module.Passed + $fuzz.Passed
+            $failed = $engine.Failed + $module.Failed + $fuzz.Failed
+            Write-Host "Skipped: $($engine.Skipped + $module.Skipped + $fuzz.Skipped)"
             Write-Host "$passed passed, $failed failed"
             if ($failed -gt 0 -or $passed -eq 0) { exit 1 }
         }
@@ -121,6 +162,12 @@ try {
         'Bench' {
             $arguments = @($BenchArguments | ForEach-Object { $_ -split ',' } | Where-Object { $_ })  # 'convert,1' from a shell is one string
             Invoke-Native 'the benchmark' { dotnet run -c Release --project (Join-Path $root 'tests/VDisk.Bench') -- @arguments }
+        }
+        'Fuzz' {
+            Invoke-Native 'dotnet tool restore' { dotnet tool restore }
+            $targets = @($FuzzTarget | ForEach-Object { $_ -split ',' } | Where-Object { $_ })  # 'qcow2,vdi' from a shell is one string
+            $results = @(Invoke-Fuzz $FuzzSeconds $targets $FuzzSeeds)
+            if (@($results | Where-Object Status -ne 'Passed').Count -gt 0) { exit 1 }
         }
     }
 } finally {

@@ -115,6 +115,7 @@ public sealed class TestVDiskBaseCommand : ImageInputCmdletBase
         Start-Sleep -Milliseconds 300
         $watch = [System.Diagnostics.Stopwatch]::StartNew()
         $ps.Stop()
+        $null = $async.AsyncWaitHandle.WaitOne(2000) # the result is marked complete just after Stop returns
         $watch.Elapsed.TotalSeconds | Should -BeLessThan 2
         $async.IsCompleted | Should -BeTrue
     }

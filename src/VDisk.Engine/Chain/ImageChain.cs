@@ -101,7 +101,7 @@ public static class ImageChain
         if (Directory.Exists(path))
             throw new VDiskException(VDiskErrorKind.NotAnImage, path, $"{path} is a directory, not a disk image.");
         if (!HostFileKind.Exists(path))
-            throw new VDiskException(VDiskErrorKind.NotFound, path, $"{path}: no such file (or a symbolic link to nothing).");
+            throw new VDiskException(VDiskErrorKind.NotFound, path, $"{path}: no such file{DanglingLink(path)}.");
         var type = HostFileKind.EnsureReadable(path);
         IStorage storage;
         try
@@ -116,9 +116,7 @@ public static class ImageChain
         }
         catch (IOException e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
-            // File.Exists is true for a symbolic link whose target is missing (or the file was removed meanwhile).
-            string why = new FileInfo(path).LinkTarget is { } target ? $" (it is a symbolic link to '{target}', which does not exist)" : string.Empty;
-            throw new VDiskException(VDiskErrorKind.NotFound, path, $"{path}: no such file{why}.", e);
+            throw new VDiskException(VDiskErrorKind.NotFound, path, $"{path}: no such file{DanglingLink(path)}.", e); // removed meanwhile
         }
         catch (IOException e)
         {
@@ -167,4 +165,8 @@ public static class ImageChain
     private static StringComparer PathComparer => OperatingSystem.IsWindows() ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
 
     private static string Describe(List<string> seen, string next) => string.Join(" -> ", seen.Append(next).Select(StoredFileNames.Printable));
+
+    // " (it is a symbolic link to 'x', which does not exist)" for a dangling link, else nothing.
+    private static string DanglingLink(string path)
+        => new FileInfo(path).LinkTarget is { } target ? $" (it is a symbolic link to '{target}', which does not exist)" : string.Empty;
 }

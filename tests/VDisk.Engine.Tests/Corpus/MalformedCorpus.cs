@@ -17,20 +17,7 @@ public static class MalformedCorpus
     /// </summary>
     public static readonly IReadOnlyDictionary<string, string> KnownQcow2CoreFailures = new Dictionary<string, string>
     {
-        // Qcow2Entries.Classify ignores bit 0 of a version 2 L2 entry and reads the cluster; QEMU reports
-        // "Zero cluster entry found in pre-v3 image" (corruption) and refuses to read it.
-        ["qcow2-v2-header-l1_table_offset-at-refcount-table"] = "chain succeeded; expected Corrupt",
-        ["qcow2-v2-header-l1_table_offset-at-l2"] = "chain succeeded; expected Corrupt",
-        ["qcow2-v2-l1-entry-into-refcount-block"] = "chain succeeded; expected Corrupt",
-        ["qcow2-v2-l2-zero-flag-on-every-entry"] = "chain succeeded; expected Corrupt",
-        // Qcow2ClusterMap.ReadL1 reads the whole L1 table into a byte[] and copies it into a ulong[]: 64 MiB for the
-        // largest table QEMU accepts (4 Mi entries), which QEMU holds in one 32 MiB buffer; a tiny file can ask for it.
-        ["qcow2-v2-header-l1_size-largest"] = "info allocated 64 MiB",
-        ["qcow2-v3-header-l1_size-largest"] = "info allocated 64 MiB",
-        // Qcow2SnapshotTable.Read allocates each entry's id and name (up to 64 KiB each, twice as UTF-16) and keeps
-        // reading up to the 64 MiB table limit before it looks for the snapshot: hundreds of MiB for a large table.
-        ["qcow2-v2-snapshot-table-largest"] = "convert snapshot allocated",
-        ["qcow2-v3-snapshot-table-largest"] = "convert snapshot allocated",
+        // None left: the version 2 zero flag, the largest L1 table and the largest snapshot table were fixed in the core.
     };
 
     /// <summary>

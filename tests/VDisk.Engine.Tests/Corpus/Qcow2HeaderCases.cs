@@ -11,7 +11,7 @@ namespace VDisk.Engine.Tests.Corpus;
 internal static class Qcow2HeaderCases
 {
     private const string ZeroOffsetDiffers = "QEMU accepts a zero table offset (it reads the table from the header cluster); VDisk refuses a table that would overlap the header";
-    private const string V2ZeroFlag = "a version 2 L2 entry with bit 0 set (the zero flag of version 3) is corruption in QEMU";
+    private const string V2ZeroFlag = "zero flag, which a version 2 image cannot have"; // bit 0 of a v2 L2 entry: corruption in QEMU
     private const string HighOffsetDiffers = "QEMU accepts table offsets up to 2^63 and reads zeroes past the end of the file; VDisk refuses offsets no table entry could address (from 2^56)";
 
     private sealed record FieldCase(string Label, ulong Value, Outcome Outcome, string? QemuDiffers = null);

@@ -24,11 +24,11 @@ internal static class Qcow2TableCases
 
             Case("l1-entry-past-eof", b => Bytes.Be64(b, l1, (1UL << 30) | Copied), Outcome.Valid);
             Case("l1-entry-largest-offset", b => Bytes.Be64(b, l1, 0x00ff_ffff_ffff_f000UL), Outcome.Valid);
-            Case("l1-entry-misaligned", b => Bytes.Be64(b, l1, (ulong)(l2 + 512) | Copied), Outcome.Corrupt(Map, "L1 entry 0"));
+            Case("l1-entry-misaligned", b => Bytes.Be64(b, l1, (ulong)(l2 + 512) | Copied), Outcome.Corrupt(Map, "L1 table entry 0"));
             Case("l1-entry-reserved-bits", b => Bytes.Be64(b, l1, (ulong)l2 | Copied | 0x7f00_0000_0000_01feUL), Outcome.Valid);
             Case("l1-entry-into-refcount-block", b => Bytes.Be64(b, l1, (ulong)s.Offset(RefBlockCluster)), version == 2 ? Outcome.Corrupt(Map, "zero") : Outcome.Valid);
             Case("l1-entry-into-l1", b => Bytes.Be64(b, l1, (ulong)l1 | Copied), Outcome.Valid);
-            Case("l1-entry-into-header", b => Bytes.Be64(b, l1, Copied | 512), Outcome.Corrupt(Map, "L1 entry 0"));
+            Case("l1-entry-into-header", b => Bytes.Be64(b, l1, Copied | 512), Outcome.Corrupt(Map, "L1 table entry 0"));
 
             Case("l2-entry-past-eof", b => Bytes.Be64(b, l2, (1UL << 30) | Copied), Outcome.Valid);
             Case("l2-entry-largest-offset", b => Bytes.Be64(b, l2, 0x00ff_ffff_ffff_f000UL), Outcome.Valid);

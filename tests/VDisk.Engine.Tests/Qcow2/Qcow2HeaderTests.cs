@@ -106,6 +106,20 @@ public class Qcow2HeaderTests
         Assert.Contains(field, e.Message);
     }
 
+    [Theory]
+    [InlineData(0xFFFF_FFFF_FFFF_FFFFUL, 1u)] // offset + size wraps to 0 (FuzzRegressions/qcow2/backing-offset-wraps)
+    [InlineData(0xFFFF_FFFF_FFFF_FE00UL, 1023u)]
+    [InlineData(65536UL, 1u)]
+    public void RejectsBackingNamesOutsideTheFirstCluster(ulong offset, uint size)
+    {
+        var b = ValidHeaderBytes();
+        BinaryPrimitives.WriteUInt64BigEndian(b.AsSpan(Qcow2Header.BackingFileOffsetOffset), offset);
+        BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(Qcow2Header.BackingFileSizeOffset), size);
+        var e = Assert.Throws<VDiskException>(() => Qcow2Header.Parse(b, "bad.qcow2"));
+        Assert.Equal(VDiskErrorKind.Corrupt, e.Kind);
+        Assert.Contains("backing_file_offset", e.Message);
+    }
+
     [Fact]
     public void RefusesUnknownIncompatibleFeaturesAndExtendedL2()
     {

@@ -68,4 +68,25 @@ public class VmdkSparseHeaderTests
         Assert.Equal(VDiskErrorKind.Corrupt, e.Kind);
         Assert.Contains("text mode", e.Message);
     }
+
+    [Theory]
+    [InlineData(true, 4096, null)]
+    [InlineData(true, 8192, VDiskErrorKind.Unsupported)]
+    [InlineData(true, 0x200000, VDiskErrorKind.Unsupported)] // 1 GiB: one read allocated 1 GiB (FuzzRegressions/vmdk-sparse)
+    [InlineData(false, 0x200000, null)]                       // uncompressed grains are never buffered whole
+    public void CompressedGrainsAreAtMost2MiB(bool compressed, long grainSectors, VDiskErrorKind? expected)
+    {
+        var sector = new byte[512];
+        var header = VmdkCreator.SparseHeader(grainSectors * 512, grainSectors, compressed);
+        header.WriteTo(sector);
+        var parsed = VmdkSparseHeader.Parse(sector, "g.vmdk");
+        var e = Record.Exception(() => parsed.Validate("g.vmdk", header.Overhead * 512 + 512));
+        if (expected is null)
+        {
+            Assert.Null(e);
+            return;
+        }
+        Assert.Equal(expected, Assert.IsType<VDiskException>(e).Kind);
+        Assert.Contains("2 MiB", e.Message);
+    }
 }

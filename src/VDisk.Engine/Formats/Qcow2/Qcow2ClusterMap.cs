@@ -61,7 +61,7 @@ internal sealed class Qcow2ClusterMap
 
         var table = _l2.Get(tableOffset);
         ulong first = Read(table, index);
-        var kind = Qcow2Entries.Classify(first, _version);
+        var kind = Classify(first, cluster);
         long length = _geometry.ClusterSize - _geometry.OffsetInCluster(offset);
         switch (kind)
         {
@@ -74,7 +74,7 @@ internal sealed class Qcow2ClusterMap
                 for (int i = index + 1; length < reach && i < _geometry.L2Entries; i++)
                 {
                     ulong next = Read(table, i);
-                    if (Qcow2Entries.Classify(next, _version) != L2EntryKind.Normal
+                    if (Classify(next, cluster + i - index) != L2EntryKind.Normal
                         || (long)(next & Qcow2Entries.OffsetMask) != host.Value + ((long)(i - index) << _geometry.ClusterBits)
                         || ((next & Qcow2Entries.Copied) != 0) != copied)
                         break;
@@ -88,7 +88,7 @@ internal sealed class Qcow2ClusterMap
                 bool zero = kind != L2EntryKind.Unallocated;
                 for (int i = index + 1; length < reach && i < _geometry.L2Entries; i++)
                 {
-                    var next = Qcow2Entries.Classify(Read(table, i), _version);
+                    var next = Classify(Read(table, i), cluster + i - index);
                     if ((next is L2EntryKind.Zero or L2EntryKind.ZeroAllocated) != zero || next is L2EntryKind.Normal or L2EntryKind.Compressed)
                         break;
                     length += _geometry.ClusterSize;
@@ -194,6 +194,14 @@ internal sealed class Qcow2ClusterMap
             default:
                 return (HostOffset.None, 0);
         }
+    }
+
+    // Bit 0 of a standard entry means "reads as zeroes" only in version 3; QEMU refuses it in a version 2 image.
+    private L2EntryKind Classify(ulong entry, long guestCluster)
+    {
+        if (_version < 3 && (entry & (Qcow2Entries.ZeroFlag | Qcow2Entries.CompressedFlag)) == Qcow2Entries.ZeroFlag)
+            throw VDiskException.Corrupt(_path, $"the L2 entry for guest offset 0x{guestCluster << _geometry.ClusterBits:x} has the zero flag, which a version 2 image cannot have.");
+        return Qcow2Entries.Classify(entry, _version);
     }
 
     private HostOffset L2Of(long l1Index) => l1Index < L1.Count ? L1.TargetOf(l1Index, _geometry, _path) : HostOffset.None;

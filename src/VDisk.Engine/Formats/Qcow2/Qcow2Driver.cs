@@ -81,7 +81,7 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
         try
         {
             image = Qcow2Image.Open(storage, writable && snapshot is null, budget, h => CheckFeatures(h, storage.Name, writable && snapshot is null));
-            var view = snapshot is null ? null : Qcow2SnapshotTable.Find(image.Snapshots(), snapshot, storage.Name);
+            var view = snapshot is null ? null : image.FindSnapshot(snapshot);
             return new Qcow2Driver(image, view);
         }
         catch when (image != null)

@@ -164,7 +164,7 @@ public sealed class Qcow2Header
             if (backingSize > MaxBackingNameBytes)
                 throw VDiskException.Corrupt(path, $"qcow2 header field backing_file_size is {backingSize}; the name may be at most {MaxBackingNameBytes} bytes.");
             ulong headerArea = (ulong)Math.Min(cs, cluster0.Length);
-            if (backingOffset > headerArea || backingSize > headerArea - backingOffset)
+            if (backingOffset > headerArea || backingSize > headerArea - backingOffset) // no sum: a huge offset would wrap around
                 throw VDiskException.Corrupt(path, $"qcow2 header field backing_file_offset is {backingOffset}; the backing file name must lie within the first cluster.");
             h.BackingFile = Encoding.UTF8.GetString(cluster0.Slice((int)backingOffset, (int)backingSize));
         }

@@ -99,6 +99,12 @@ internal sealed partial class Qcow2Image : IDisposable
         lock (_lock) return Qcow2SnapshotTable.Read(Storage, Header);
     }
 
+    /// <summary>The internal snapshot with id or name <paramref name="idOrName"/> (ids win), streaming the table.</summary>
+    public Qcow2Snapshot FindSnapshot(string idOrName)
+    {
+        lock (_lock) return Qcow2SnapshotTable.Find(Storage, Header, idOrName);
+    }
+
     /// <summary>Maps a guest run through <paramref name="map"/> (the active map or a snapshot view).</summary>
     public Mapping Map(Qcow2ClusterMap map, GuestOffset offset, long maxLength)
     {
@@ -305,7 +311,7 @@ internal sealed partial class Qcow2Image : IDisposable
         _guard.SetRanges(Qcow2MetadataKind.ActiveL1, new[] { (Active.L1.Offset, Active.L1.ByteLength) });
         foreach (var table in Active.L2Tables()) _guard.SetL2Table(table, true);
         if (Header.SnapshotCount == 0) return;
-        var snapshots = Qcow2SnapshotTable.Read(Storage, Header, out long tableBytes);
+        var snapshots = Qcow2SnapshotTable.L1Tables(Storage, Header, out long tableBytes);
         _guard.SetRanges(Qcow2MetadataKind.SnapshotTable, new[] { (new HostOffset(Header.SnapshotsOffset), tableBytes) });
         _guard.SetRanges(Qcow2MetadataKind.InactiveL1, snapshots.Select(s => (new HostOffset(s.L1TableOffset), s.L1Size * 8L)));
     }

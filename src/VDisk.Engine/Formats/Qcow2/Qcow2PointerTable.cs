@@ -1,6 +1,8 @@
 // Tables of pointers to tables (qcow2.rst "Cluster mapping" and "Host cluster management"): the L1 table
 // points at L2 tables, the refcount table at refcount blocks. Both are cluster-aligned arrays of big-endian
-// 64-bit entries, held in memory whole and written back by 512-byte sector, so each entry update is atomic.
+// 64-bit entries, held in memory up to their last non-zero entry (a 32 MiB L1 table of a huge, mostly empty
+// disk, or one a hostile header claims, costs nothing) and written back by 512-byte sector, so each entry
+// update is atomic.
 // Tables are objects with their own place in the file: the active L1, each snapshot's L1, the refcount
 // table; a table that must grow is written anew elsewhere and the header switched to it.
 using System.Buffers.Binary;
@@ -14,14 +16,15 @@ internal sealed class Qcow2PointerTable : Qcow2MetadataStore
 {
     private const int SectorEntries = 512 / 8;
     private readonly Qcow2MetadataKind _kind;
-    private readonly ulong[] _entries;
     private readonly SortedSet<int> _dirtySectors = new();
+    private ulong[] _entries; // the first entries; the rest, up to Count, are zero
 
-    private Qcow2PointerTable(Qcow2WriteOrder order, string name, Qcow2MetadataKind kind, HostOffset offset, ulong[] entries)
+    private Qcow2PointerTable(Qcow2WriteOrder order, string name, Qcow2MetadataKind kind, HostOffset offset, int count, ulong[] entries)
         : base(order, name)
     {
         _kind = kind;
         Offset = offset;
+        Count = count;
         _entries = entries;
     }
 
@@ -29,10 +32,10 @@ internal sealed class Qcow2PointerTable : Qcow2MetadataStore
     public HostOffset Offset { get; }
 
     /// <summary>Number of entries.</summary>
-    public int Count => _entries.Length;
+    public int Count { get; }
 
     /// <summary>Bytes the table occupies (entries only; the clusters holding it may be larger).</summary>
-    public long ByteLength => _entries.Length * 8L;
+    public long ByteLength => Count * 8L;
 
     /// <inheritdoc/>
     public override bool HasDirty => _dirtySectors.Count > 0;
@@ -40,11 +43,20 @@ internal sealed class Qcow2PointerTable : Qcow2MetadataStore
     /// <summary>Reads a table of <paramref name="count"/> entries at <paramref name="offset"/>.</summary>
     public static Qcow2PointerTable Read(Qcow2WriteOrder order, string name, Qcow2MetadataKind kind, IStorage storage, HostOffset offset, int count)
     {
-        var raw = new byte[count * 8L];
-        if (count > 0) storage.ReadAt(offset.Value, raw);
-        var entries = new ulong[count];
-        for (int i = 0; i < count; i++) entries[i] = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(i * 8));
-        return new Qcow2PointerTable(order, name, kind, offset, entries);
+        // Two passes over 64 KiB chunks: find the last non-zero entry, then keep the entries up to it.
+        var chunk = new byte[Math.Min(count * 8L, 64 << 10)];
+        int used = 0;
+        ForEachChunk(storage, offset, count, chunk, (first, n) =>
+        {
+            int last = chunk.AsSpan(0, n * 8).LastIndexOfAnyExcept((byte)0);
+            if (last >= 0) used = first + last / 8 + 1;
+        });
+        var entries = new ulong[used];
+        ForEachChunk(storage, offset, used, chunk, (first, n) =>
+        {
+            for (int i = 0; i < n; i++) entries[first + i] = BinaryPrimitives.ReadUInt64BigEndian(chunk.AsSpan(i * 8));
+        });
+        return new Qcow2PointerTable(order, name, kind, offset, count, entries);
     }
 
     /// <summary>
@@ -53,9 +65,8 @@ internal sealed class Qcow2PointerTable : Qcow2MetadataStore
     /// </summary>
     public static Qcow2PointerTable CreateAt(Qcow2WriteOrder order, Qcow2PointerTable source, HostOffset offset, int count)
     {
-        var entries = new ulong[count];
-        Array.Copy(source._entries, entries, Math.Min(count, source._entries.Length));
-        var table = new Qcow2PointerTable(order, source.Name, source._kind, offset, entries);
+        var entries = source._entries[..Math.Min(count, source._entries.Length)];
+        var table = new Qcow2PointerTable(order, source.Name, source._kind, offset, count, entries);
         for (int s = 0; s * SectorEntries < count; s++) table._dirtySectors.Add(s);
         return table;
     }
@@ -66,7 +77,9 @@ internal sealed class Qcow2PointerTable : Qcow2MetadataStore
     /// <summary>Changes an entry (written back later, in order).</summary>
     public void Set(long index, ulong entry)
     {
-        if (_entries[index] == entry) return;
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Count);
+        if (this[index] == entry) return;
+        if (index >= _entries.Length) Array.Resize(ref _entries, (int)Math.Min(Count, Math.Max(index + 1, _entries.Length * 2L)));
         _entries[index] = entry;
         _dirtySectors.Add((int)(index / SectorEntries));
     }
@@ -90,6 +103,16 @@ internal sealed class Qcow2PointerTable : Qcow2MetadataStore
             if (TargetOf(i, geometry, path) is { IsNone: false } target) yield return (i, target);
     }
 
+    private static void ForEachChunk(IStorage storage, HostOffset offset, int count, byte[] chunk, Action<int, int> visit)
+    {
+        for (int first = 0; first < count; first += chunk.Length / 8)
+        {
+            int n = Math.Min(chunk.Length / 8, count - first);
+            storage.ReadAt(offset.Value + first * 8L, chunk.AsSpan(0, n * 8));
+            visit(first, n);
+        }
+    }
+
     /// <inheritdoc/>
     protected internal override void WriteDirty()
     {
@@ -100,9 +123,9 @@ internal sealed class Qcow2PointerTable : Qcow2MetadataStore
             int run = 1;
             while (at + run < sectors.Length && sectors[at + run] == sectors[at] + run) run++;
             int first = sectors[at] * SectorEntries;
-            int entries = Math.Min(run * SectorEntries, _entries.Length - first);
+            int entries = Math.Min(run * SectorEntries, Count - first);
             var bytes = new byte[entries * 8];
-            for (int i = 0; i < entries; i++) BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(i * 8), _entries[first + i]);
+            for (int i = 0; i < entries; i++) BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(i * 8), this[first + i]);
             Order.WriteMetadata(_kind, Offset + first * 8L, bytes);
             at += run;
         }

@@ -51,17 +51,17 @@ internal static class Qcow2ReferenceWalker
 
         if (header.SnapshotCount > 0)
         {
-            IReadOnlyList<Qcow2Snapshot> snapshots;
+            IReadOnlyList<(long L1TableOffset, int L1Size)> snapshots;
             long snapshotBytes;
-            try { snapshots = Qcow2SnapshotTable.Read(storage, header, out snapshotBytes); }
+            try { snapshots = Qcow2SnapshotTable.L1Tables(storage, header, out snapshotBytes); }
             catch (VDiskException e)
             {
                 problem(e.Message);
                 return;
             }
             visit(new(Qcow2ReferenceKind.SnapshotTable, new HostOffset(header.SnapshotsOffset), snapshotBytes));
-            foreach (var s in snapshots)
-                WalkL1(storage, header, g, s.L1TableOffset, s.L1Size, active: false, $"L1 table of snapshot {s.Id} ('{s.Name}')", visit, problem);
+            for (int i = 0; i < snapshots.Count; i++)
+                WalkL1(storage, header, g, snapshots[i].L1TableOffset, snapshots[i].L1Size, active: false, $"L1 table of snapshot entry {i}", visit, problem);
         }
         WalkExtensions(storage, header, g, visit, problem);
     }
@@ -87,6 +87,8 @@ internal static class Qcow2ReferenceWalker
             {
                 ulong entry = BinaryPrimitives.ReadUInt64BigEndian(table.AsSpan(i * 8));
                 long guest = ((l1Index << g.L2Bits) + i) << g.ClusterBits;
+                if (header.Version < 3 && (entry & (Qcow2Entries.ZeroFlag | Qcow2Entries.CompressedFlag)) == Qcow2Entries.ZeroFlag)
+                    problem($"the L2 entry for guest offset 0x{guest:x} ({what}) has the zero flag, which a version 2 image cannot have");
                 switch (Qcow2Entries.Classify(entry, header.Version))
                 {
                     case L2EntryKind.Normal:

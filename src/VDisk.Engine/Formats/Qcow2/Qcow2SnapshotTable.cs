@@ -32,6 +32,7 @@ public static class Qcow2SnapshotTable
     private const int FixedLength = 40;
     private const int MaxExtraData = 1024;          // QCOW_MAX_SNAPSHOT_EXTRA_DATA
     private const long MaxTableBytes = 64L << 20;   // QCOW_MAX_SNAPSHOTS_SIZE
+    private const int NamesInMessages = 10;
 
     /// <summary>Parses the table the header points to, validating every entry.</summary>
     public static IReadOnlyList<Qcow2Snapshot> Read(IStorage storage, Qcow2Header header) => Read(storage, header, out _);
@@ -39,59 +40,116 @@ public static class Qcow2SnapshotTable
     /// <summary>Parses the table and says how many bytes it occupies in the file.</summary>
     public static IReadOnlyList<Qcow2Snapshot> Read(IStorage storage, Qcow2Header header, out long tableBytes)
     {
-        var snapshots = new List<Qcow2Snapshot>(header.SnapshotCount);
-        long offset = header.SnapshotsOffset;
+        var snapshots = new List<Qcow2Snapshot>();
         tableBytes = 0;
-        var fixedPart = new byte[FixedLength];
-        for (int i = 0; i < header.SnapshotCount; i++)
+        foreach (var entry in Entries(storage, header))
         {
-            storage.ReadAt(offset, fixedPart);
-            long l1Offset = (long)BinaryPrimitives.ReadUInt64BigEndian(fixedPart);
-            int l1Size = (int)Math.Min(BinaryPrimitives.ReadUInt32BigEndian(fixedPart.AsSpan(8)), int.MaxValue);
-            int idSize = BinaryPrimitives.ReadUInt16BigEndian(fixedPart.AsSpan(12));
-            int nameSize = BinaryPrimitives.ReadUInt16BigEndian(fixedPart.AsSpan(14));
-            uint seconds = BinaryPrimitives.ReadUInt32BigEndian(fixedPart.AsSpan(16));
-            uint nanoseconds = BinaryPrimitives.ReadUInt32BigEndian(fixedPart.AsSpan(20));
-            ulong vmClock = BinaryPrimitives.ReadUInt64BigEndian(fixedPart.AsSpan(24));
-            uint vmState = BinaryPrimitives.ReadUInt32BigEndian(fixedPart.AsSpan(32));
-            uint extraSize = BinaryPrimitives.ReadUInt32BigEndian(fixedPart.AsSpan(36));
-            string where = $"snapshot table entry {i}";
-            if (extraSize > MaxExtraData)
-                throw VDiskException.Corrupt(storage.Name, $"{where}: extra_data_size is {extraSize}; at most {MaxExtraData} is allowed.");
-            if (l1Offset % header.ClusterSize != 0 || (long)l1Size * 8 > Qcow2Header.MaxL1Bytes)
-                throw VDiskException.Corrupt(storage.Name, $"{where}: L1 table at 0x{l1Offset:x} with {l1Size} entries is unaligned or too large.");
-            var rest = new byte[extraSize + idSize + nameSize];
-            storage.ReadAt(offset + FixedLength, rest);
-            var extra = rest.AsSpan(0, (int)extraSize);
-            long vmStateSize = extra.Length >= 8 ? (long)BinaryPrimitives.ReadUInt64BigEndian(extra) : vmState;
-            long diskSize = extra.Length >= 16 ? (long)BinaryPrimitives.ReadUInt64BigEndian(extra[8..]) : header.Size;
-            if (diskSize < 0 || Qcow2Header.RequiredL1Size(diskSize, header.ClusterBits) > l1Size)
-                throw VDiskException.Corrupt(storage.Name, $"{where}: disk size {diskSize} does not fit its L1 table of {l1Size} entries.");
-            snapshots.Add(new Qcow2Snapshot
-            {
-                L1TableOffset = l1Offset,
-                L1Size = l1Size,
-                Id = Encoding.UTF8.GetString(rest, (int)extraSize, idSize),
-                Name = Encoding.UTF8.GetString(rest, (int)extraSize + idSize, nameSize),
-                Created = DateTime.UnixEpoch.AddSeconds(seconds).AddTicks(nanoseconds / 100),
-                VmClockNanoseconds = vmClock,
-                VmStateSize = vmStateSize,
-                DiskSize = diskSize,
-                UnknownExtraData = extra.Length > 16 ? extra[16..].ToArray() : Array.Empty<byte>(),
-            });
-            long entryLength = (FixedLength + rest.Length + 7) & ~7L;
-            offset += entryLength;
-            tableBytes += entryLength;
-            if (tableBytes > MaxTableBytes)
-                throw VDiskException.Corrupt(storage.Name, $"the snapshot table is larger than {MaxTableBytes >> 20} MiB.");
+            snapshots.Add(entry.ToSnapshot(header));
+            tableBytes += entry.Length;
         }
         return snapshots;
     }
 
-    /// <summary>The snapshot whose id or name is <paramref name="idOrName"/> (ids win, as in qemu-img).</summary>
-    public static Qcow2Snapshot Find(IReadOnlyList<Qcow2Snapshot> snapshots, string idOrName, string path)
-        => snapshots.FirstOrDefault(s => s.Id == idOrName)
-           ?? snapshots.FirstOrDefault(s => s.Name == idOrName)
-           ?? throw new VDiskException(VDiskErrorKind.SnapshotNotFound, path, $"{path}: no internal snapshot with id or name '{idOrName}'" +
-               (snapshots.Count == 0 ? " (the image has no snapshots)." : $" (it has: {string.Join(", ", snapshots.Select(s => s.Name))})."));
+    /// <summary>Where each snapshot's L1 table is, and the table's size in bytes, without reading ids and names into strings.</summary>
+    internal static IReadOnlyList<(long L1TableOffset, int L1Size)> L1Tables(IStorage storage, Qcow2Header header, out long tableBytes)
+    {
+        var tables = new List<(long, int)>();
+        tableBytes = 0;
+        foreach (var entry in Entries(storage, header))
+        {
+            tables.Add((entry.L1TableOffset, entry.L1Size));
+            tableBytes += entry.Length;
+        }
+        return tables;
+    }
+
+    /// <summary>
+    /// The snapshot whose id or name is <paramref name="idOrName"/> (ids win, as in qemu-img). The table is streamed:
+    /// only the match becomes an object, so a huge table costs no more memory than a small one.
+    /// </summary>
+    public static Qcow2Snapshot Find(IStorage storage, Qcow2Header header, string idOrName)
+    {
+        var wanted = Encoding.UTF8.GetBytes(idOrName);
+        Qcow2Snapshot? byId = null, byName = null;
+        var names = new List<string>();
+        foreach (var entry in Entries(storage, header)) // to the end: a table that is corrupt further on is refused
+        {
+            if (byId is null && entry.Id.SequenceEqual(wanted)) byId = entry.ToSnapshot(header);
+            if (byName is null && entry.Name.SequenceEqual(wanted)) byName = entry.ToSnapshot(header);
+            if (names.Count < NamesInMessages) names.Add(Encoding.UTF8.GetString(entry.Name));
+        }
+        string path = storage.Name;
+        return byId ?? byName ?? throw new VDiskException(VDiskErrorKind.SnapshotNotFound, path, $"{path}: no internal snapshot with id or name '{idOrName}'" +
+            (header.SnapshotCount == 0 ? " (the image has no snapshots)."
+                : $" (it has: {string.Join(", ", names)}{(header.SnapshotCount > names.Count ? $" and {header.SnapshotCount - names.Count} more" : "")})."));
+    }
+
+    // Every entry, validated, read into one reused buffer (a consumer uses an entry before asking for the next).
+    private static IEnumerable<RawEntry> Entries(IStorage storage, Qcow2Header header)
+    {
+        var entry = new RawEntry();
+        var fixedPart = new byte[FixedLength];
+        long offset = header.SnapshotsOffset, tableBytes = 0;
+        for (int i = 0; i < header.SnapshotCount; i++)
+        {
+            storage.ReadAt(offset, fixedPart);
+            entry.L1TableOffset = (long)BinaryPrimitives.ReadUInt64BigEndian(fixedPart);
+            entry.L1Size = (int)Math.Min(BinaryPrimitives.ReadUInt32BigEndian(fixedPart.AsSpan(8)), int.MaxValue);
+            entry.IdSize = BinaryPrimitives.ReadUInt16BigEndian(fixedPart.AsSpan(12));
+            entry.NameSize = BinaryPrimitives.ReadUInt16BigEndian(fixedPart.AsSpan(14));
+            entry.Seconds = BinaryPrimitives.ReadUInt32BigEndian(fixedPart.AsSpan(16));
+            entry.Nanoseconds = BinaryPrimitives.ReadUInt32BigEndian(fixedPart.AsSpan(20));
+            entry.VmClock = BinaryPrimitives.ReadUInt64BigEndian(fixedPart.AsSpan(24));
+            entry.VmState = BinaryPrimitives.ReadUInt32BigEndian(fixedPart.AsSpan(32));
+            uint extraSize = BinaryPrimitives.ReadUInt32BigEndian(fixedPart.AsSpan(36));
+            string where = $"snapshot table entry {i}";
+            if (extraSize > MaxExtraData)
+                throw VDiskException.Corrupt(storage.Name, $"{where}: extra_data_size is {extraSize}; at most {MaxExtraData} is allowed.");
+            entry.ExtraSize = (int)extraSize;
+            if (entry.L1TableOffset < 0 || entry.L1TableOffset >= Qcow2Header.MaxHostOffset
+                || entry.L1TableOffset % header.ClusterSize != 0 || (long)entry.L1Size * 8 > Qcow2Header.MaxL1Bytes)
+                throw VDiskException.Corrupt(storage.Name, $"{where}: L1 table at 0x{entry.L1TableOffset:x} with {entry.L1Size} entries is unaligned, beyond the largest host offset, or too large.");
+            int restLength = entry.ExtraSize + entry.IdSize + entry.NameSize;
+            storage.ReadAt(offset + FixedLength, entry.Rest.AsSpan(0, restLength));
+            long diskSize = entry.DiskSize(header);
+            if (diskSize < 0 || Qcow2Header.RequiredL1Size(diskSize, header.ClusterBits) > entry.L1Size)
+                throw VDiskException.Corrupt(storage.Name, $"{where}: disk size {diskSize} does not fit its L1 table of {entry.L1Size} entries.");
+            entry.Length = (FixedLength + restLength + 7) & ~7L;
+            tableBytes += entry.Length;
+            if (tableBytes > MaxTableBytes)
+                throw VDiskException.Corrupt(storage.Name, $"the snapshot table is larger than {MaxTableBytes >> 20} MiB.");
+            yield return entry;
+            offset += entry.Length;
+        }
+    }
+
+    /// <summary>One entry as stored (qcow2.rst "Snapshot table entry"), its variable part in a reused buffer.</summary>
+    private sealed class RawEntry
+    {
+        public readonly byte[] Rest = new byte[MaxExtraData + 2 * ushort.MaxValue];
+        public long L1TableOffset, Length;
+        public int L1Size, IdSize, NameSize, ExtraSize;
+        public uint Seconds, Nanoseconds, VmState;
+        public ulong VmClock;
+
+        public ReadOnlySpan<byte> Extra => Rest.AsSpan(0, ExtraSize);
+        public ReadOnlySpan<byte> Id => Rest.AsSpan(ExtraSize, IdSize);
+        public ReadOnlySpan<byte> Name => Rest.AsSpan(ExtraSize + IdSize, NameSize);
+
+        // Extra data: vm_state_size_large (8 bytes), disk_size (8), then fields this engine keeps but does not interpret.
+        public long DiskSize(Qcow2Header header) => Extra.Length >= 16 ? (long)BinaryPrimitives.ReadUInt64BigEndian(Extra[8..]) : header.Size;
+
+        public Qcow2Snapshot ToSnapshot(Qcow2Header header) => new()
+        {
+            L1TableOffset = L1TableOffset,
+            L1Size = L1Size,
+            Id = Encoding.UTF8.GetString(Id),
+            Name = Encoding.UTF8.GetString(Name),
+            Created = DateTime.UnixEpoch.AddSeconds(Seconds).AddTicks(Nanoseconds / 100),
+            VmClockNanoseconds = VmClock,
+            VmStateSize = Extra.Length >= 8 ? (long)BinaryPrimitives.ReadUInt64BigEndian(Extra) : VmState,
+            DiskSize = DiskSize(header),
+            UnknownExtraData = Extra.Length > 16 ? Extra[16..].ToArray() : Array.Empty<byte>(),
+        };
+    }
 }

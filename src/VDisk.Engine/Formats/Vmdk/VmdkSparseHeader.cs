@@ -24,8 +24,11 @@ internal sealed class VmdkSparseHeader
     public const long MinGrainSectors = 8;
     /// <summary>Largest grain QEMU accepts (0x200000 sectors, 1 GiB).</summary>
     public const long MaxGrainSectors = 0x200000;
-    /// <summary>Largest compressed grain read (1 MiB, what VDisk writes; VMware writes 64 KiB): each needs buffers of its size.</summary>
-    public const long MaxCompressedGrainSectors = 2048;
+    /// <summary>
+    /// Largest compressed grain accepted (4096 sectors, 2 MiB): each is inflated into a buffer of its own size, and its
+    /// marker may announce twice that. Stream-optimized images use 64 KiB grains.
+    /// </summary>
+    public const long MaxCompressedGrainSectors = 4096;
     /// <summary>Most grain directory entries QEMU accepts (its L1 limit).</summary>
     public const long MaxGdEntries = 32L << 20;
     /// <summary>Largest embedded descriptor accepted (1 MiB).</summary>
@@ -120,7 +123,7 @@ internal sealed class VmdkSparseHeader
         if (GrainSize < MinGrainSectors || GrainSize > MaxGrainSectors || !BitOperations.IsPow2(GrainSize))
             throw VDiskException.Corrupt(path, $"{what} field grainSize is {GrainSize} sectors; it must be a power of two from {MinGrainSectors} to {MaxGrainSectors}.");
         if (IsCompressed && GrainSize > MaxCompressedGrainSectors)
-            throw VDiskException.Unsupported(path, $"{what} field grainSize is {GrainSize} sectors; compressed grains of more than {MaxCompressedGrainSectors} sectors (1 MiB) are not supported.");
+            throw VDiskException.Unsupported(path, $"{what} field grainSize is {GrainSize} sectors; compressed grains of more than {MaxCompressedGrainSectors} sectors (2 MiB) are not supported.");
         if (NumGtesPerGt != GtEntries)
             throw VDiskException.Unsupported(path, $"{what} field numGTEsPerGT is {NumGtesPerGt}; only {GtEntries} is supported.");
         if (Capacity > MaxGdEntries * GtEntries * GrainSize || Capacity > long.MaxValue / SectorSize / 2)
