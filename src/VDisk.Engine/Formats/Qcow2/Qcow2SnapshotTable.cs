@@ -69,13 +69,14 @@ public static class Qcow2SnapshotTable
     /// </summary>
     public static Qcow2Snapshot Find(IStorage storage, Qcow2Header header, string idOrName)
     {
-        var wanted = Encoding.UTF8.GetBytes(idOrName);
+        var text = new char[ushort.MaxValue]; // ids and names compare as the strings Read gives (invalid UTF-8 decodes lossily)
+        bool Is(ReadOnlySpan<byte> utf8) => text.AsSpan(0, Encoding.UTF8.GetChars(utf8, text)).SequenceEqual(idOrName);
         Qcow2Snapshot? byId = null, byName = null;
         var names = new List<string>();
         foreach (var entry in Entries(storage, header)) // to the end: a table that is corrupt further on is refused
         {
-            if (byId is null && entry.Id.SequenceEqual(wanted)) byId = entry.ToSnapshot(header);
-            if (byName is null && entry.Name.SequenceEqual(wanted)) byName = entry.ToSnapshot(header);
+            if (byId is null && Is(entry.Id)) byId = entry.ToSnapshot(header);
+            if (byName is null && Is(entry.Name)) byName = entry.ToSnapshot(header);
             if (names.Count < NamesInMessages) names.Add(Encoding.UTF8.GetString(entry.Name));
         }
         string path = storage.Name;
