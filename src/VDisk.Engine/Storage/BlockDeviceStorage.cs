@@ -87,17 +87,7 @@ internal sealed partial class BlockDeviceStorage : IStorage
     }
 
     /// <inheritdoc/>
-    public void ReadAt(long offset, Span<byte> buffer)
-    {
-        int done = 0;
-        while (done < buffer.Length)
-        {
-            int n = RandomAccess.Read(_handle, buffer[done..], offset + done);
-            if (n <= 0) break;
-            done += n;
-        }
-        buffer[done..].Clear();
-    }
+    public void ReadAt(long offset, Span<byte> buffer) => FileStorage.ReadFully(_handle, buffer, offset);
 
     /// <inheritdoc/>
     public void WriteAt(long offset, ReadOnlySpan<byte> data)

@@ -116,10 +116,16 @@ public sealed class FileStorage : IStorage
             ReadAligned(offset, buffer);
             return;
         }
+        ReadFully(_handle, buffer, offset);
+    }
+
+    /// <summary>Reads <paramref name="buffer"/>.Length bytes at <paramref name="offset"/>; bytes past the end read as zero.</summary>
+    internal static void ReadFully(SafeFileHandle handle, Span<byte> buffer, long offset)
+    {
         int done = 0;
         while (done < buffer.Length)
         {
-            int n = RandomAccess.Read(_handle, buffer[done..], offset + done);
+            int n = RandomAccess.Read(handle, buffer[done..], offset + done);
             if (n <= 0) break;
             done += n;
         }
@@ -233,14 +239,7 @@ public sealed class FileStorage : IStorage
         long end = (offset + buffer.Length + DirectAlignment - 1) / DirectAlignment * DirectAlignment;
         using var bounce = AlignedBufferPool.Shared.Rent((int)(end - start));
         var span = bounce.Memory.Span;
-        int done = 0;
-        while (done < span.Length)
-        {
-            int n = RandomAccess.Read(_handle, span[done..], start + done);
-            if (n <= 0) break;
-            done += n;
-        }
-        span[done..].Clear();
+        ReadFully(_handle, span, start);
         span.Slice((int)(offset - start), buffer.Length).CopyTo(buffer);
     }
 

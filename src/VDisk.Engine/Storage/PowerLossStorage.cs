@@ -29,9 +29,6 @@ public sealed class PowerLossStorage : StorageWrapper
     private sealed record ResizeChange(long Length) : Change;
     private sealed record FlushChange : Change;
 
-    /// <summary>Number of changes recorded so far (flushes included).</summary>
-    public int ChangeCount { get { lock (_lock) return _log.Count; } }
-
     /// <summary>Every change so far, in order: what it was, where, and how long (for write-order assertions).</summary>
     public IReadOnlyList<RecordedChange> Changes
     {

@@ -35,7 +35,7 @@ internal sealed partial class Qcow2Image : IDisposable
         Writable = writable;
         _guard = new Qcow2OverlapGuard(Geometry, storage.Name) { Enabled = writable, OnViolation = MarkCorrupt };
         _order = new Qcow2WriteOrder(storage, _guard);
-        _header = new Qcow2HeaderUpdater(_order, header, cluster0.AsSpan(0, header.ClusterSize).ToArray());
+        _header = new Qcow2HeaderUpdater(_order, header, cluster0.Length == header.ClusterSize ? cluster0 : cluster0[..header.ClusterSize]);
         _data = new Qcow2DataWrites(_order);
         DataStorage = new Qcow2DataStorage(this);
         _l2 = new Qcow2MetadataCache(_order, "L2 tables", Qcow2MetadataKind.ActiveL2, storage, header.ClusterSize, (int)(budget.L2Bytes / header.ClusterSize));
@@ -60,7 +60,6 @@ internal sealed partial class Qcow2Image : IDisposable
     public Qcow2ClusterMap Active { get; }
     /// <summary>The refcounts (writable images only).</summary>
     internal Qcow2Refcounts Refcounts => _refcounts ?? throw new InvalidOperationException("the image is open read-only");
-    internal Qcow2WriteOrder Order => _order;
     /// <summary>The header's one writer.</summary>
     internal Qcow2HeaderUpdater HeaderUpdater => _header;
 

@@ -20,14 +20,13 @@ internal readonly record struct HostOffset(long Value)
 }
 
 /// <summary>The index of a host cluster: its host offset divided by the cluster size.</summary>
-internal readonly record struct ClusterIndex(long Value) : IComparable<ClusterIndex>
+internal readonly record struct ClusterIndex(long Value)
 {
     public static ClusterIndex operator +(ClusterIndex c, long clusters) => new(c.Value + clusters);
     public static bool operator <(ClusterIndex a, ClusterIndex b) => a.Value < b.Value;
     public static bool operator >(ClusterIndex a, ClusterIndex b) => a.Value > b.Value;
     public static bool operator <=(ClusterIndex a, ClusterIndex b) => a.Value <= b.Value;
     public static bool operator >=(ClusterIndex a, ClusterIndex b) => a.Value >= b.Value;
-    public int CompareTo(ClusterIndex other) => Value.CompareTo(other.Value);
     public override string ToString() => $"cluster {Value}";
 }
 
@@ -56,7 +55,6 @@ internal readonly struct Qcow2Geometry
 
     /// <summary>The guest cluster number (not a host cluster: it indexes L1/L2, never refcounts).</summary>
     public long GuestCluster(GuestOffset offset) => offset.Value >> ClusterBits;
-    public GuestOffset GuestClusterStart(long guestCluster) => new(guestCluster << ClusterBits);
     public long L1Index(long guestCluster) => guestCluster >> L2Bits;
     public int L2Index(long guestCluster) => (int)(guestCluster & (L2Entries - 1));
     public long OffsetInCluster(GuestOffset offset) => offset.Value & (ClusterSize - 1);
