@@ -181,7 +181,7 @@ internal sealed class Qcow2ClusterMap
     }
 
     // The host bytes an L2 entry holds a reference to (standard clusters, allocated zero clusters, compressed data).
-    private (HostOffset Start, long Length) HostExtent(ulong entry)
+    internal (HostOffset Start, long Length) HostExtent(ulong entry)
     {
         switch (Qcow2Entries.Classify(entry, _version))
         {
@@ -214,6 +214,6 @@ internal sealed class Qcow2ClusterMap
         return offset;
     }
 
-    private static ulong Read(byte[] table, int index) => BinaryPrimitives.ReadUInt64BigEndian(table.AsSpan(index * 8));
-    private static void Write(byte[] table, int index, ulong value) => BinaryPrimitives.WriteUInt64BigEndian(table.AsSpan(index * 8), value);
+    internal static ulong Read(byte[] table, int index) => BinaryPrimitives.ReadUInt64BigEndian(table.AsSpan(index * 8));
+    internal static void Write(byte[] table, int index, ulong value) => BinaryPrimitives.WriteUInt64BigEndian(table.AsSpan(index * 8), value);
 }

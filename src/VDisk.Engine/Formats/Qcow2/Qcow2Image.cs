@@ -206,10 +206,15 @@ internal sealed partial class Qcow2Image : IDisposable
         lock (_lock)
         {
             if (!Writable || _corrupt) return;
-            WriteBackAll();
-            _order.Barrier("flush");
-            _refcounts!.ForgetFrees();
+            FlushLocked();
         }
+    }
+
+    private void FlushLocked()
+    {
+        WriteBackAll();
+        _order.Barrier("flush");
+        _refcounts!.ForgetFrees();
     }
 
     /// <summary>Flushes, clears the dirty bit this image set (after everything it vouches for is durable), and closes the file.</summary>
@@ -276,12 +281,7 @@ internal sealed partial class Qcow2Image : IDisposable
     }
 
     // A freed cluster is about to be handed out again: every table that used to point at it must be durable first.
-    private void MakeFreesDurable()
-    {
-        WriteBackAll();
-        _order.Barrier("reuse");
-        _refcounts!.ForgetFrees();
-    }
+    private void MakeFreesDurable() => FlushLocked();
 
     private void CheckWritable()
     {

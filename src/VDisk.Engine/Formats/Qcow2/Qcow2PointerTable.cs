@@ -64,9 +64,13 @@ internal sealed class Qcow2PointerTable : Qcow2MetadataStore
     /// wholly dirty (it is not on disk yet).
     /// </summary>
     public static Qcow2PointerTable CreateAt(Qcow2WriteOrder order, Qcow2PointerTable source, HostOffset offset, int count)
+        => CreateAt(order, source, offset, count, source.Name, source._kind);
+
+    /// <summary>A copy of <paramref name="source"/> in another role (a snapshot's L1 table made from the active one, or back).</summary>
+    public static Qcow2PointerTable CreateAt(Qcow2WriteOrder order, Qcow2PointerTable source, HostOffset offset, int count, string name, Qcow2MetadataKind kind)
     {
         var entries = source._entries[..Math.Min(count, source._entries.Length)];
-        var table = new Qcow2PointerTable(order, source.Name, source._kind, offset, count, entries);
+        var table = new Qcow2PointerTable(order, name, kind, offset, count, entries);
         for (int s = 0; s * SectorEntries < count; s++) table._dirtySectors.Add(s);
         return table;
     }

@@ -22,8 +22,33 @@ public sealed record Qcow2Snapshot
     public required long VmStateSize { get; init; }
     /// <summary>The disk size when the snapshot was taken (the header size when the entry does not record one).</summary>
     public required long DiskSize { get; init; }
-    /// <summary>Extra data bytes beyond the fields we interpret, preserved on rewrite.</summary>
-    public byte[] UnknownExtraData { get; init; } = Array.Empty<byte>();
+    /// <summary>The instruction count of a record/replay run at the snapshot, or null when none was recorded.</summary>
+    public long? Icount { get; init; }
+
+    // The entry as stored, so rewriting the table keeps every byte of the entries it does not change.
+    internal byte[] RawId { get; init; } = Array.Empty<byte>();
+    internal byte[] RawName { get; init; } = Array.Empty<byte>();
+    internal uint DateSeconds { get; init; }
+    internal uint DateNanoseconds { get; init; }
+    internal uint VmStateSize32 { get; init; }
+    internal byte[] ExtraData { get; init; } = Array.Empty<byte>();
+
+    /// <summary>A new snapshot entry as QEMU writes one: 24 bytes of extra data (VM state size, disk size, no icount).</summary>
+    internal static Qcow2Snapshot Create(string id, string name, long l1TableOffset, int l1Size, long diskSize, DateTime now)
+    {
+        var extra = new byte[24];
+        BinaryPrimitives.WriteInt64BigEndian(extra.AsSpan(8), diskSize);
+        BinaryPrimitives.WriteUInt64BigEndian(extra.AsSpan(16), ulong.MaxValue); // icount: none
+        long ticks = (now.ToUniversalTime() - DateTime.UnixEpoch).Ticks;
+        return new Qcow2Snapshot
+        {
+            L1TableOffset = l1TableOffset, L1Size = l1Size, Id = id, Name = name,
+            Created = DateTime.UnixEpoch.AddTicks(ticks - ticks % 10), VmClockNanoseconds = 0, VmStateSize = 0, DiskSize = diskSize,
+            RawId = Encoding.UTF8.GetBytes(id), RawName = Encoding.UTF8.GetBytes(name),
+            DateSeconds = (uint)(ticks / TimeSpan.TicksPerSecond), DateNanoseconds = (uint)(ticks % TimeSpan.TicksPerSecond * 100),
+            ExtraData = extra,
+        };
+    }
 }
 
 /// <summary>Reads the snapshot table.</summary>
@@ -84,6 +109,35 @@ public static class Qcow2SnapshotTable
             (header.SnapshotCount == 0 ? " (the image has no snapshots)."
                 : $" (it has: {string.Join(", ", names)}{(header.SnapshotCount > names.Count ? $" and {header.SnapshotCount - names.Count} more" : "")})."));
     }
+
+    /// <summary>The table holding <paramref name="snapshots"/>, as qcow2.rst lays it out (entries 8-byte aligned).</summary>
+    internal static byte[] Serialize(IReadOnlyList<Qcow2Snapshot> snapshots)
+    {
+        long length = snapshots.Sum(EntryLength);
+        if (length > MaxTableBytes) throw new InvalidOperationException($"a snapshot table of {length} bytes exceeds {MaxTableBytes >> 20} MiB");
+        var table = new byte[length];
+        int at = 0;
+        foreach (var s in snapshots)
+        {
+            var e = table.AsSpan(at);
+            BinaryPrimitives.WriteUInt64BigEndian(e, (ulong)s.L1TableOffset);
+            BinaryPrimitives.WriteUInt32BigEndian(e[8..], (uint)s.L1Size);
+            BinaryPrimitives.WriteUInt16BigEndian(e[12..], (ushort)s.RawId.Length);
+            BinaryPrimitives.WriteUInt16BigEndian(e[14..], (ushort)s.RawName.Length);
+            BinaryPrimitives.WriteUInt32BigEndian(e[16..], s.DateSeconds);
+            BinaryPrimitives.WriteUInt32BigEndian(e[20..], s.DateNanoseconds);
+            BinaryPrimitives.WriteUInt64BigEndian(e[24..], s.VmClockNanoseconds);
+            BinaryPrimitives.WriteUInt32BigEndian(e[32..], s.VmStateSize32);
+            BinaryPrimitives.WriteUInt32BigEndian(e[36..], (uint)s.ExtraData.Length);
+            s.ExtraData.CopyTo(e[FixedLength..]);
+            s.RawId.CopyTo(e[(FixedLength + s.ExtraData.Length)..]);
+            s.RawName.CopyTo(e[(FixedLength + s.ExtraData.Length + s.RawId.Length)..]);
+            at += (int)EntryLength(s);
+        }
+        return table;
+    }
+
+    private static long EntryLength(Qcow2Snapshot s) => (FixedLength + s.ExtraData.Length + s.RawId.Length + s.RawName.Length + 7) & ~7L;
 
     // Every entry, validated, read into one reused buffer (a consumer uses an entry before asking for the next).
     private static IEnumerable<RawEntry> Entries(IStorage storage, Qcow2Header header)
@@ -150,7 +204,13 @@ public static class Qcow2SnapshotTable
             VmClockNanoseconds = VmClock,
             VmStateSize = Extra.Length >= 8 ? (long)BinaryPrimitives.ReadUInt64BigEndian(Extra) : VmState,
             DiskSize = DiskSize(header),
-            UnknownExtraData = Extra.Length > 16 ? Extra[16..].ToArray() : Array.Empty<byte>(),
+            Icount = Extra.Length >= 24 && BinaryPrimitives.ReadInt64BigEndian(Extra[16..]) is var icount and >= 0 ? icount : null,
+            RawId = Id.ToArray(),
+            RawName = Name.ToArray(),
+            DateSeconds = Seconds,
+            DateNanoseconds = Nanoseconds,
+            VmStateSize32 = VmState,
+            ExtraData = Extra.ToArray(),
         };
     }
 }
