@@ -2,7 +2,8 @@
 // cluster management"): counts every reference with the reference walker and compares with the stored
 // refcounts. Fewer stored than referenced is corruption (the cluster could be handed out twice), more is a
 // leak (space lost, data safe); an active entry's COPIED flag must say whether its refcount is exactly 1.
-// With lazy refcounts and the dirty bit set, stored refcounts are not expected to be right until repaired.
+// With the dirty bit set (lazy refcounts, or a snapshot operation cut short), stored refcounts and COPIED flags are
+// not expected to be right until repaired.
 using System.Buffers.Binary;
 using VDisk.Engine.Storage;
 
@@ -51,7 +52,7 @@ internal static class Qcow2Check
             if (r.Kind is Qcow2ReferenceKind.ActiveL2 or Qcow2ReferenceKind.Data) copied.Add((r, r.Kind.ToString()));
         }, Report);
 
-        if (header.IsDirty && header.LazyRefcounts) return new Qcow2CheckReport(corruptions, 0, RefcountsUnreliable: true);
+        if (header.IsDirty) return new Qcow2CheckReport(corruptions, 0, RefcountsUnreliable: true);
 
         // One pass over the clusters, reading each refcount block once.
         var isOne = new System.Collections.BitArray((int)Math.Min(clusters, int.MaxValue));

@@ -210,7 +210,7 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
         if (header.IsCorrupt)
             throw new VDiskException(VDiskErrorKind.ReadOnly, path, $"{path}: the image is marked corrupt; it can only be opened read-only until it is repaired ('qemu-img check -r all').");
         if (header.IsDirty)
-            throw new VDiskException(VDiskErrorKind.Corrupt, path, $"{path}: the image was not closed cleanly (dirty bit set with lazy refcounts); its refcounts must be repaired ('qemu-img check -r all') before it is written.");
+            throw new VDiskException(VDiskErrorKind.Corrupt, path, $"{path}: the image was not closed cleanly (the dirty bit is set: lazy refcounts, or a snapshot operation cut short); its refcounts must be repaired ('qemu-img check -r all') before it is written.");
         if (header.CryptMethod != 0)
             throw VDiskException.Unsupported(path, "encrypted qcow2 images are not supported.");
     }

@@ -7,7 +7,9 @@
 //     the header switches to it in one sector write, and only then does the old active tree lose its references;
 //   - delete: the header publishes a table without the snapshot, then its tree loses its references and the
 //     active entries whose clusters are no longer shared get their COPIED flag back (after the counts).
-// A crash between steps leaks clusters at worst (qemu-img check -r leaks, or Test-VDisk, gives them back).
+// Counts and COPIED flags cannot change in one write, so each operation runs with the dirty bit set (version 3):
+// a crash between steps leaves an image marked "refcounts may be inconsistent", which QEMU repairs on open and
+// qemu-img check -r all repairs; its guest content and snapshot table are the old or the new state either way.
 using System.Text;
 using VDisk.Engine.Core;
 
@@ -29,6 +31,7 @@ internal sealed partial class Qcow2Image
             FlushLocked();
             var active = Active.L1;
             CheckReferencesCanGrow(active);
+            bool dirty = MarkDirty();
 
             ChangeReferences(active, +1, dereferencedBy: null);
             SetCopiedFlags(active, copied: false);
@@ -41,6 +44,7 @@ internal sealed partial class Qcow2Image
             var created = Qcow2Snapshot.Create(NextSnapshotId(snapshots), name, offset.Value, active.Count, Header.Size, now);
             snapshots.Add(created);
             PublishSnapshotTable(snapshots);
+            MarkClean(dirty);
             return created;
         }
     }
@@ -54,6 +58,7 @@ internal sealed partial class Qcow2Image
             FlushLocked();
             var saved = ReadSnapshotL1(snapshot);
             CheckReferencesCanGrow(saved);
+            bool dirty = MarkDirty();
             ChangeReferences(saved, +1, dereferencedBy: null);
 
             int entries = (int)Math.Max(snapshot.L1Size, Qcow2Header.RequiredL1Size(snapshot.DiskSize, Geometry.ClusterBits));
@@ -77,6 +82,7 @@ internal sealed partial class Qcow2Image
             foreach (var (_, l2) in table.Targets(Geometry, Storage.Name)) _guard.SetL2Table(l2, true);
             ChangeReferences(old, -1, dereferencedBy: null); // the header no longer points at the old tree, durably
             if (old.Count > 0) Refcounts.Decrement(old.Offset, old.ByteLength, dereferencedBy: null);
+            MarkClean(dirty);
         }
     }
 
@@ -93,12 +99,31 @@ internal sealed partial class Qcow2Image
                 throw new VDiskException(VDiskErrorKind.SnapshotNotFound, Storage.Name, $"{Storage.Name}: snapshot {snapshot.Id} ('{snapshot.Name}') no longer exists.");
             var saved = ReadSnapshotL1(snapshot);
             snapshots.RemoveAt(index);
+            bool dirty = MarkDirty();
             PublishSnapshotTable(snapshots);
 
             ChangeReferences(saved, -1, dereferencedBy: null); // no table lists the snapshot any more, durably
             if (saved.Count > 0) Refcounts.Decrement(saved.Offset, saved.ByteLength, dereferencedBy: null);
             SetCopiedFlags(Active.L1, copied: true);
+            MarkClean(dirty);
         }
+    }
+
+    // Sets the dirty bit durably (version 3 images that do not have it already); true when it did. An operation that
+    // fails half-way leaves it set, so the image is repaired before anyone trusts its counts again.
+    private bool MarkDirty()
+    {
+        if (Header.Version < 3 || Header.IsDirty) return false;
+        _header.Update(h => h.IncompatibleFeatures |= Qcow2Features.Dirty);
+        return true;
+    }
+
+    // Clears the dirty bit MarkDirty set, once every change made meanwhile is durable.
+    private void MarkClean(bool dirty)
+    {
+        if (!dirty) return;
+        WriteBackAll();
+        _header.Update(h => h.IncompatibleFeatures &= ~Qcow2Features.Dirty);
     }
 
     private Qcow2PointerTable ReadSnapshotL1(Qcow2Snapshot snapshot)
