@@ -7,11 +7,12 @@
     Author               = 'VDisk contributors'
     CompanyName          = 'VDisk'
     Copyright            = '(c) VDisk contributors'
-    Description          = 'Create, inspect, convert and compare virtual disk images (raw, qcow2, VMDK, VDI) from PowerShell without QEMU: a qemu-img replacement whose cmdlets write objects to the pipeline.'
+    Description          = 'Create, inspect, convert, compare and snapshot virtual disk images (raw, qcow2, VMDK, VDI) from PowerShell without QEMU: a qemu-img replacement whose cmdlets write objects to the pipeline.'
     PowerShellVersion    = '7.4'
     CompatiblePSEditions = @('Core')
     FormatsToProcess     = @('VDisk.format.ps1xml')
-    CmdletsToExport      = @('New-VDisk', 'Get-VDisk', 'Get-VDiskChain', 'Convert-VDisk', 'Compare-VDisk')
+    CmdletsToExport      = @('New-VDisk', 'Get-VDisk', 'Get-VDiskChain', 'Convert-VDisk', 'Compare-VDisk',
+                             'Checkpoint-VDisk', 'Get-VDiskSnapshot', 'Restore-VDiskSnapshot', 'Remove-VDiskSnapshot')
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()

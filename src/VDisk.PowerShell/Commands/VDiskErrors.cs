@@ -12,6 +12,8 @@ internal static class VDiskErrors
     public const string NotFileSystemPathId = "NotFileSystemPath";
     /// <summary>Error id for a conversion whose output would replace its own input.</summary>
     public const string DestinationIsSourceId = "DestinationIsSource";
+    /// <summary>Error id for a snapshot name that matches several snapshots where one is needed.</summary>
+    public const string AmbiguousSnapshotId = "AmbiguousSnapshot";
     /// <summary>Error id for one -DestinationPath given for several inputs.</summary>
     public const string AmbiguousDestinationId = "AmbiguousDestination";
     /// <summary>Error id for an exception VDisk did not expect: a bug, reported about the image it happened on.</summary>
@@ -72,6 +74,19 @@ internal static class VDiskErrors
     /// <summary>An InvalidArgument error for a typed path holding a NUL character, which no file name can.</summary>
     public static ErrorRecord NulInPath(string path) =>
         InvalidArgument($"The path '{path.Replace('\0', '?')}' contains a NUL character, which no file name can hold.", path);
+
+    /// <summary>A SnapshotNotFound error: <paramref name="image"/> has no snapshot with <paramref name="what"/> ("id '3'").</summary>
+    public static ErrorRecord SnapshotNotFound(string image, string what, IEnumerable<string> names)
+    {
+        var list = names.Distinct().Take(10).ToList();
+        string has = list.Count == 0 ? "it has no snapshots" : $"it has: {string.Join(", ", list)}";
+        return Record(new ItemNotFoundException($"{image}: no internal snapshot with {what} ({has})."), Classify(VDiskErrorKind.SnapshotNotFound), image);
+    }
+
+    /// <summary>An AmbiguousSnapshot error: -Name matches several snapshots where one is needed.</summary>
+    public static ErrorRecord AmbiguousSnapshot(string image, IEnumerable<(string Id, string Name)> matches) =>
+        Record(new ArgumentException($"{image}: {string.Join(", ", matches.Select(m => $"snapshot {m.Id} ('{m.Name}')"))} all match; name one with -Id."),
+            (AmbiguousSnapshotId, ErrorCategory.InvalidArgument), image);
 
     /// <summary>An error for a path whose provider is not the file system.</summary>
     public static ErrorRecord NotFileSystemPath(string path, ProviderInfo provider) =>
