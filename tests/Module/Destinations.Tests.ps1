@@ -24,22 +24,6 @@ BeforeAll {
         $output
     }
 
-    # qemu-io holding an image open (with QEMU's locks), as a running VM does; its first report means it holds it.
-    function Start-QemuHolder([string] $Path, [string] $Format) {
-        Assert-QemuImg
-        $start = [System.Diagnostics.ProcessStartInfo]::new('stdbuf')
-        foreach ($argument in '-oL', 'qemu-io', '-f', $Format, '-c', 'read 0 512', '-c', 'sleep 20000', $Path) { $start.ArgumentList.Add($argument) }
-        $start.RedirectStandardOutput = $true
-        $holder = [System.Diagnostics.Process]::Start($start)
-        $line = $holder.StandardOutput.ReadLine()
-        if ($line -notmatch '^read') { $holder.Kill(); throw "qemu-io did not open $Path`: $line" }
-        $holder
-    }
-
-    function Stop-QemuHolder($Holder) {
-        $Holder.Kill()
-        $Holder.WaitForExit()
-    }
 }
 
 Describe 'New-VDisk and Convert-VDisk -Force with an image a VM has open' {

@@ -38,6 +38,23 @@ function Get-QemuCheck([string] $Path) {
     (Invoke-QemuImg @('check', '--output=json', $Path) -AllowedExitCodes 0, 2, 3) -join "`n" | ConvertFrom-Json
 }
 
+# qemu-io holding an image open (with QEMU's locks), as a running VM does; its first report means it holds it.
+function Start-QemuHolder([string] $Path, [string] $Format) {
+    Assert-QemuImg
+    $start = [System.Diagnostics.ProcessStartInfo]::new('stdbuf')
+    foreach ($argument in '-oL', 'qemu-io', '-f', $Format, '-c', 'read 0 512', '-c', 'sleep 20000', $Path) { $start.ArgumentList.Add($argument) }
+    $start.RedirectStandardOutput = $true
+    $holder = [System.Diagnostics.Process]::Start($start)
+    $line = $holder.StandardOutput.ReadLine()
+    if ($line -notmatch '^read') { $holder.Kill(); throw "qemu-io did not open $Path`: $line" }
+    $holder
+}
+
+function Stop-QemuHolder($Holder) {
+    $Holder.Kill()
+    $Holder.WaitForExit()
+}
+
 # The full error id a cmdlet's error record carries, e.g. "FileNotFound,VDisk.PowerShell.Commands.GetVDiskCommand".
 function Get-ErrorId([string] $Id, [string] $Cmdlet) {
     $class = ($Cmdlet -replace '-', '') + 'Command'

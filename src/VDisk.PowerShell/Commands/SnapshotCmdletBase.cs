@@ -48,7 +48,8 @@ public sealed class SnapshotNameCompleter : IArgumentCompleter
     public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
         CommandAst commandAst, IDictionary fakeBoundParameters)
     {
-        var image = (fakeBoundParameters["LiteralPath"] ?? fakeBoundParameters["Path"]) switch
+        bool literal = fakeBoundParameters.Contains("LiteralPath");
+        var image = (literal ? fakeBoundParameters["LiteralPath"] : fakeBoundParameters["Path"]) switch
         {
             string s => s,
             object[] { Length: > 0 } a => a[0]?.ToString(),
@@ -58,9 +59,12 @@ public sealed class SnapshotNameCompleter : IArgumentCompleter
         IReadOnlyList<SnapshotInfo> snapshots;
         try
         {
-            string folder = System.Management.Automation.Runspaces.Runspace.DefaultRunspace?.SessionStateProxy.Path.CurrentFileSystemLocation.ProviderPath
-                ?? Environment.CurrentDirectory;
-            snapshots = SnapshotImage.List(System.IO.Path.GetFullPath(image.Trim('\'', '"'), folder));
+            // The session's own path resolution (current location, wildcards), run nested in the completing pipeline.
+            using var ps = System.Management.Automation.PowerShell.Create(RunspaceMode.CurrentRunspace);
+            var resolved = ps.AddCommand("Resolve-Path").AddParameter(literal ? "LiteralPath" : "Path", image).AddParameter("ErrorAction", "Ignore")
+                .Invoke<PathInfo>().FirstOrDefault();
+            if (resolved is null) yield break;
+            snapshots = SnapshotImage.List(resolved.ProviderPath);
         }
         catch (Exception e) when (e is Engine.Core.VDiskException or IOException or UnauthorizedAccessException or ArgumentException or RuntimeException)
         {
