@@ -7,8 +7,9 @@ BeforeAll {
 }
 
 Describe 'Module manifest and staged folder' {
-    It 'exports exactly the five cmdlets and no functions or aliases' {
-        ($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Compare-VDisk', 'Convert-VDisk', 'Get-VDisk', 'Get-VDiskChain', 'New-VDisk')
+    It 'exports exactly its cmdlets and no functions or aliases' {
+        ($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Checkpoint-VDisk', 'Compare-VDisk', 'Convert-VDisk', 'Get-VDisk', 'Get-VDiskChain',
+            'Get-VDiskSnapshot', 'New-VDisk', 'Remove-VDiskSnapshot', 'Restore-VDiskSnapshot')
         $module.ExportedFunctions.Count | Should -Be 0
         $module.ExportedAliases.Count | Should -Be 0
     }
