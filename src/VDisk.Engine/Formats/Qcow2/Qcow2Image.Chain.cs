@@ -19,7 +19,7 @@ internal sealed partial class Qcow2Image
         lock (_lock)
         {
             CheckWritable();
-            Flush();
+            WriteBackAll(); // the header update's first barrier makes this and every guest write durable before the switch
             _header.Update(h =>
             {
                 h.BackingFile = name;
@@ -59,7 +59,7 @@ internal sealed partial class Qcow2Image
                 long end = (size + Geometry.ClusterSize - 1) >> Geometry.ClusterBits;
                 if (end > first) Active.Update(first, end - first, (_, _) => Qcow2Entries.ZeroFlag);
             }
-            Flush();
+            WriteBackAll(); // durable at the header update's first barrier, before the new size exposes the zeroed clusters
             _header.Update(h => h.Size = size);
         }
     }
