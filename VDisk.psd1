@@ -11,7 +11,7 @@
     PowerShellVersion    = '7.4'
     CompatiblePSEditions = @('Core')
     FormatsToProcess     = @('VDisk.format.ps1xml')
-    CmdletsToExport      = @('New-VDisk', 'Get-VDisk', 'Get-VDiskChain', 'Convert-VDisk', 'Compare-VDisk')
+    CmdletsToExport      = @('New-VDisk', 'Get-VDisk', 'Get-VDiskChain', 'Convert-VDisk', 'Compare-VDisk', 'Merge-VDiskChain', 'Set-VDisk')
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()
