@@ -12,7 +12,8 @@
     CompatiblePSEditions = @('Core')
     FormatsToProcess     = @('VDisk.format.ps1xml')
     CmdletsToExport      = @('New-VDisk', 'Get-VDisk', 'Get-VDiskChain', 'Convert-VDisk', 'Compare-VDisk',
-                             'Checkpoint-VDisk', 'Get-VDiskSnapshot', 'Restore-VDiskSnapshot', 'Remove-VDiskSnapshot')
+                             'Checkpoint-VDisk', 'Get-VDiskSnapshot', 'Restore-VDiskSnapshot', 'Remove-VDiskSnapshot',
+                             'Merge-VDiskChain', 'Set-VDisk')
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()

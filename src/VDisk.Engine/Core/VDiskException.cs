@@ -35,6 +35,10 @@ public enum VDiskErrorKind
     UnsupportedDestination,
     /// <summary>The output would replace the source image itself (the same file, or a symbolic or hard link to it).</summary>
     DestinationIsSource,
+    /// <summary>An image named as part of a backing chain (a merge's base) is not in that chain.</summary>
+    NotInChain,
+    /// <summary>The operation needs a backing file and the image has none (a commit of a standalone image).</summary>
+    NoBacking,
 }
 
 /// <summary>An engine failure with a kind and the path of the file concerned.</summary>

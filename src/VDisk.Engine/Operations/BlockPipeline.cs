@@ -19,11 +19,11 @@ internal static class BlockPipeline
     public const int ChunkBytes = 1 << 20;
 
     /// <summary>
-    /// Runs <paramref name="process"/> for every chunk on up to <paramref name="workers"/> threads (at most 2 x workers + 1
-    /// chunks in flight) and <paramref name="apply"/> on the calling thread in chunk order; <paramref name="apply"/>
+    /// Runs <paramref name="process"/> for every chunk (a <see cref="Chunk"/>, or one with what to do there) on up to
+    /// <paramref name="workers"/> threads (at most 2 x workers + 1 chunks in flight) and <paramref name="apply"/> on the calling thread in chunk order; <paramref name="apply"/>
     /// returning false stops the run. <paramref name="release"/> gets every result once, applied or not.
     /// </summary>
-    public static void Run<T>(IEnumerable<Chunk> chunks, Func<Chunk, T> process, Func<T, bool> apply, Action<T> release,
+    public static void Run<TChunk, T>(IEnumerable<TChunk> chunks, Func<TChunk, T> process, Func<T, bool> apply, Action<T> release,
         int workers, CancellationToken cancel)
     {
         var scheduler = new ConcurrentExclusiveSchedulerPair(TaskScheduler.Default, workers).ConcurrentScheduler;

@@ -124,7 +124,17 @@ public sealed class PowerLossStorage : StorageWrapper
         yield return ("none", Array.Empty<Change>());
         if (pending.Length == 0) yield break;
         yield return ("all", pending);
-        if (pending.Length == 1) yield break;
+        if (pending.Length == 1)
+        {
+            // One write can still be torn when it spans sectors: each sector of it lands or not.
+            var sectors = Sectors(pending[0]).ToArray();
+            for (int n = 0; n < count && sectors.Length > 1; n++)
+            {
+                var torn = sectors.Where(_ => random.Next(2) == 0).ToArray();
+                yield return ($"{torn.Length} of the {sectors.Length} sectors of the one pending write", torn);
+            }
+            yield break;
+        }
         yield return ("all in reverse order", pending.Reverse().ToArray());
         for (int n = 0; n < count; n++)
         {

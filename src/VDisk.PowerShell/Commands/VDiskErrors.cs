@@ -37,6 +37,8 @@ internal static class VDiskErrors
         VDiskErrorKind.InUse => ("ImageInUse", ErrorCategory.ResourceUnavailable),
         VDiskErrorKind.UnsupportedDestination => ("UnsupportedDestination", ErrorCategory.InvalidArgument),
         VDiskErrorKind.DestinationIsSource => (DestinationIsSourceId, ErrorCategory.InvalidArgument),
+        VDiskErrorKind.NotInChain => ("BaseNotInChain", ErrorCategory.InvalidArgument),
+        VDiskErrorKind.NoBacking => ("NoBackingFile", ErrorCategory.InvalidOperation),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "VDiskErrors.Classify has no entry for this kind."),
     };
 

@@ -1,8 +1,9 @@
 // The one writer of an open image's header (qcow2.rst "Header", "Header extensions"). A change is made on a
 // copy, serialised with everything this engine does not understand (unknown fields up to header_length,
-// unknown extensions, the feature name table), compared with the bytes on disk, and only the changed span
-// is written: flipping a feature bit or moving a table is a write of a few bytes inside one sector, which
-// a power cut cannot tear. A header that no longer fits in the first cluster is refused, never truncated.
+// unknown extensions, the feature name table), compared with the bytes on disk, and only the changed bytes
+// are written: flipping a feature bit or moving a table is a write of a few bytes inside one sector, which
+// a power cut cannot tear; a change across sectors (a new backing file) is written in phases that each leave
+// a valid header (Qcow2HeaderLayout). A header that no longer fits in the first cluster is refused, never truncated.
 using VDisk.Engine.Storage;
 
 namespace VDisk.Engine.Formats.Qcow2;
@@ -12,6 +13,8 @@ internal sealed class Qcow2HeaderUpdater
 {
     /// <summary>The name barriers before header writes go by (see <see cref="Qcow2WriteOrder.SkipBarrierBefore"/>).</summary>
     public const string BarrierName = "header";
+    /// <summary>The name of the barriers between the phases of one header change (see <see cref="Qcow2HeaderLayout"/>).</summary>
+    public const string StepBarrierName = "header step";
     private readonly Qcow2WriteOrder _order;
     private byte[] _onDisk;
 
@@ -33,20 +36,17 @@ internal sealed class Qcow2HeaderUpdater
     {
         var next = Header.Clone();
         change(next);
-        var bytes = next.Serialize(mayDropFeatureTable: false);
-        int first = 0, length = Math.Max(bytes.Length, _onDisk.Length);
-        while (first < length && At(bytes, first) == At(_onDisk, first)) first++;
-        if (first < length)
+        var bytes = Qcow2HeaderLayout.PlaceBackingName(next.Serialize(mayDropFeatureTable: false), _onDisk);
+        var (onDisk, phases) = Qcow2HeaderLayout.Plan(_onDisk, bytes); // see Qcow2HeaderLayout: no phase can be torn into an unreadable header
+        for (int phase = 0; phase < phases.Count; phase++)
         {
-            int last = length - 1;
-            while (At(bytes, last) == At(_onDisk, last)) last--;
-            if (durable) _order.Barrier(BarrierName);
-            _order.WriteMetadata(Qcow2MetadataKind.Header, new HostOffset(first), bytes.AsSpan(first, last - first + 1));
-            if (durable) _order.Barrier("after header");
+            if (phase > 0 || durable) _order.Barrier(phase == 0 ? BarrierName : StepBarrierName);
+            foreach (var (offset, length) in phases[phase])
+                _order.WriteMetadata(Qcow2MetadataKind.Header, new HostOffset(offset), onDisk.AsSpan(offset, length));
         }
+        if (durable && phases.Count > 0) _order.Barrier("after header");
         Header = next;
-        _onDisk = bytes;
+        _onDisk = onDisk;
     }
 
-    private static byte At(byte[] bytes, int index) => index < bytes.Length ? bytes[index] : (byte)0;
 }
