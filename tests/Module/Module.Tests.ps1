@@ -9,7 +9,7 @@ BeforeAll {
 Describe 'Module manifest and staged folder' {
     It 'exports exactly its cmdlets and no functions or aliases' {
         ($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Checkpoint-VDisk', 'Compare-VDisk', 'Convert-VDisk', 'Get-VDisk', 'Get-VDiskChain',
-            'Get-VDiskSnapshot', 'New-VDisk', 'Remove-VDiskSnapshot', 'Restore-VDiskSnapshot')
+            'Get-VDiskSnapshot', 'Merge-VDiskChain', 'New-VDisk', 'Remove-VDiskSnapshot', 'Restore-VDiskSnapshot', 'Set-VDisk')
         $module.ExportedFunctions.Count | Should -Be 0
         $module.ExportedAliases.Count | Should -Be 0
     }
@@ -105,6 +105,8 @@ Describe 'Error id table' {
         @{ Kind = 'ReadOnly'; Id = 'ImageReadOnly'; Category = 'PermissionDenied' }
         @{ Kind = 'InvalidArgument'; Id = 'InvalidArgument'; Category = 'InvalidArgument' }
         @{ Kind = 'IoError'; Id = 'IOError'; Category = 'WriteError' }
+        @{ Kind = 'NotInChain'; Id = 'BaseNotInChain'; Category = 'InvalidArgument' }
+        @{ Kind = 'NoBacking'; Id = 'NoBackingFile'; Category = 'InvalidOperation' }
     ) {
         $result = $classify.Invoke($null, @([VDisk.Engine.Core.VDiskErrorKind]$Kind))
         $result.Item1 | Should -Be $Id

@@ -76,7 +76,7 @@ public sealed class MergeVDiskChainCommand : ImageInputCmdletBase
     {
         string what = _baseFull is null
             ? "Copy the data of its backing chain into it and remove its backing file reference"
-            : $"Copy the data of the layers above '{BasePath}' into it and make '{BasePath}' its backing file";
+            : $"Copy the data of the layers above '{_baseFull}' into it and make '{_baseFull}' its backing file";
         if (!ShouldProcess(top, what)) return;
         var options = new RebaseOptions
         {

@@ -72,17 +72,17 @@ public sealed class SetVDiskCommand : ImageInputCmdletBase
     private string Describe() => (Unsafe.IsPresent, _backingFull) switch
     {
         (false, null) => "Copy the data of its backing chain into it and remove its backing file reference (flatten)",
-        (false, _) => $"Rebase onto '{BackingPath}', copying in what differs so the guest view does not change",
+        (false, _) => $"Rebase onto '{_backingFull}', copying in what differs so the guest view does not change",
         (true, null) => "Remove its backing file reference without copying data (unsafe: the guest view changes)",
-        (true, _) => $"Point it at '{BackingPath}' without copying data (unsafe: the guest view changes unless the images match)",
+        (true, _) => $"Point it at '{_backingFull}' without copying data (unsafe: the guest view changes unless the images match)",
     };
 
-    // -Unsafe is a high-impact change: asked about unless -Confirm:$false or $ConfirmPreference is None (when -Confirm
-    // is given, ShouldProcess has asked already).
+    // -Unsafe is a high-impact change, asked about as ConfirmImpact High would be: unless -Confirm was given (either way),
+    // or $ConfirmPreference is None (never ask) or Low/Medium (ShouldProcess has just asked).
     private bool ConfirmUnsafe(string target)
     {
         if (!Unsafe || IsBound("Confirm")) return true;
-        if (GetVariableValue("ConfirmPreference") is ConfirmImpact.None) return true;
+        if (GetVariableValue("ConfirmPreference") is ConfirmImpact preference && preference != ConfirmImpact.High) return true;
         return ShouldContinue($"{Describe()}: {target}", "Unsafe rebase", ref _yesToAll, ref _noToAll);
     }
 }
