@@ -370,6 +370,15 @@ Describe 'Set-VDisk' -Skip:$SkipQemu {
         }
         $ps = New-ModuleRunspace
         try {
+            $null = $ps.AddCommand('Set-VDisk').AddParameter('LiteralPath', $top).AddParameter('BackingPath', $chain[0]).AddParameter('Unsafe').AddParameter('Force')
+            $null = $ps.Invoke()
+            $ps.Streams.Error | Should -BeNullOrEmpty
+            Get-StoredBacking $top | Should -Be $chain[0]
+        } finally {
+            $ps.Dispose()
+        }
+        $ps = New-ModuleRunspace
+        try {
             $null = $ps.AddScript('$ConfirmPreference = "None"; Set-VDisk -LiteralPath $args[0] -BackingPath $args[1] -Unsafe').AddArgument($top).AddArgument($other)
             $null = $ps.Invoke()
             $ps.Streams.Error | Should -BeNullOrEmpty
@@ -447,17 +456,24 @@ Describe 'Broken chains' -Skip:$SkipQemu {
         $err[0].TargetObject | Should -Be $chain[0]
     }
 
-    It 'a -BasePath not below the top is BaseNotInChain, naming the chain' {
+    It 'a -BasePath not below the top is BaseNotInChain, naming the chain; a missing one is FileNotFound' {
         $folder = New-TestFolder
         $chain = Copy-Chain $folder 2
+        $elsewhere = "$folder/elsewhere.qcow2"
+        Invoke-QemuImg @('create', '-q', '-f', 'qcow2', $elsewhere, 4MB) | Out-Null
         $before = Get-FolderState $folder
-        foreach ($base in "$folder/elsewhere.qcow2", $chain[2]) {
+        foreach ($base in $elsewhere, $chain[2]) {
             Merge-VDiskChain $chain[2] -BasePath $base -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
             $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'BaseNotInChain' 'Merge-VDiskChain')
             "$($err[0])" | Should -BeLike "*$($chain[2]) -> $($chain[1]) -> $($chain[0])*"
         }
-        Merge-VDiskChain $chain[2] -Pull -BasePath "$folder/elsewhere.qcow2" -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        Merge-VDiskChain $chain[2] -Pull -BasePath $elsewhere -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
         $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'BaseNotInChain' 'Merge-VDiskChain')
+        foreach ($pull in $false, $true) {
+            Merge-VDiskChain $chain[2] -Pull:$pull -BasePath "$folder/missing.qcow2" -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+            $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'FileNotFound' 'Merge-VDiskChain')
+            "$($err[0])" | Should -BeLike "*missing.qcow2' does not exist*"
+        }
         Get-FolderState $folder | Should -Be $before
     }
 }

@@ -40,6 +40,7 @@ internal static class ChainBench
         {
             Tools.Run("cp", "--sparse=always", pristineBase, baseImage);
             Tools.Run("cp", "--sparse=always", pristineTop, top);
+            Tools.Run("sync"); // else the timed flush would write back the copies too
         };
         foreach (var (line, verb, qemu) in new[]
         {

@@ -72,6 +72,8 @@ public static class CommitImage
         int baseDepth = 1;
         if (options.BasePath != null)
         {
+            if (!HostFileKind.Exists(options.BasePath))
+                throw new VDiskException(VDiskErrorKind.NotFound, options.BasePath, $"{top}: the base '{options.BasePath}' does not exist.");
             baseDepth = ChainLayers.DepthOf(layers, options.BasePath);
             if (baseDepth == 0)
                 throw new VDiskException(VDiskErrorKind.NotInChain, top, $"{top}: the base '{options.BasePath}' is the image itself; name an image below it ({ChainLayers.Describe(layers)}).");

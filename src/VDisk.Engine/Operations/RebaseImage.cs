@@ -72,6 +72,8 @@ public static class RebaseImage
             {
                 throw new VDiskException(e.Kind, e.Path, $"{e.Message} A safe rebase reads the old backing chain; an unsafe one only rewrites the reference.", e);
             }
+            if (options.BackingMustBeInChain && target != null && !HostFileKind.Exists(target))
+                throw new VDiskException(VDiskErrorKind.NotFound, target, $"{image}: the base '{target}' does not exist.");
             if (options.BackingMustBeInChain && target != null && ChainLayers.DepthOf(oldChain, target) < 1)
                 throw new VDiskException(VDiskErrorKind.NotInChain, image, $"{image}: '{target}' is not below it in its backing chain ({ChainLayers.Describe(oldChain)}).");
         }

@@ -25,6 +25,10 @@ public sealed class SetVDiskCommand : ImageInputCmdletBase
     [Parameter]
     public SwitchParameter Unsafe { get; set; }
 
+    /// <summary>With -Unsafe: does not ask first (for scripts), as -Confirm:$false does.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
     /// <summary>Format of the images; by default it is probed.</summary>
     [Parameter]
     public VDiskFormat Format { get; set; }
@@ -77,11 +81,11 @@ public sealed class SetVDiskCommand : ImageInputCmdletBase
         (true, _) => $"Point it at '{_backingFull}' without copying data (unsafe: the guest view changes unless the images match)",
     };
 
-    // -Unsafe is a high-impact change, asked about as ConfirmImpact High would be: unless -Confirm was given (either way),
-    // or $ConfirmPreference is None (never ask) or Low/Medium (ShouldProcess has just asked).
+    // -Unsafe is a high-impact change, asked about as ConfirmImpact High would be: unless -Force or -Confirm was given
+    // (either way), or $ConfirmPreference is None (never ask) or Low/Medium (ShouldProcess has just asked).
     private bool ConfirmUnsafe(string target)
     {
-        if (!Unsafe || IsBound("Confirm")) return true;
+        if (!Unsafe || Force || IsBound("Confirm")) return true;
         if (GetVariableValue("ConfirmPreference") is ConfirmImpact preference && preference != ConfirmImpact.High) return true;
         return ShouldContinue($"{Describe()}: {target}", "Unsafe rebase", ref _yesToAll, ref _noToAll);
     }
