@@ -31,7 +31,7 @@ public class Qcow2SnapshotTests
         Qemu.CheckClean(path);
         using (var list = JsonDocument.Parse(Qemu.Img("info", "--output=json", path)))
             Assert.Equal(new[] { ("1", "before"), ("2", "after") },
-                list.RootElement.GetProperty("snapshots").EnumerateArray().Select(s => (s.GetProperty("id").GetString(), s.GetProperty("name").GetString())));
+                list.RootElement.GetProperty("snapshots").EnumerateArray().Select(s => (s.GetProperty("id").GetString()!, s.GetProperty("name").GetString()!)));
         Qemu.Img("snapshot", "-a", "before", path);
         Assert.Equal(first, ReadAll(path));
         Qemu.Img("snapshot", "-d", "before", path);
