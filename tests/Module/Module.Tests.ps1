@@ -49,7 +49,7 @@ Describe 'Format views' {
         $image = New-VDisk -Path (Join-Path $TestDrive 'view.qcow2') -SizeBytes 20GB
     }
 
-    It 'loads a table view for <_>' -ForEach 'VDisk.PowerShell.VDiskInfo', 'VDisk.PowerShell.VDiskChainNode', 'VDisk.PowerShell.VDiskComparison' {
+    It 'loads a table view for <_>' -ForEach 'VDisk.PowerShell.VDiskInfo', 'VDisk.PowerShell.VDiskChainNode', 'VDisk.PowerShell.VDiskComparison', 'VDisk.PowerShell.VDiskMapRange', 'VDisk.PowerShell.VDiskMeasurement' {
         $view = Get-FormatData -TypeName $_
         $view.FormatViewDefinition.Control | Should -BeOfType System.Management.Automation.TableControl
     }
