@@ -40,7 +40,7 @@ public static class MapImage
         for (long offset = 0; offset < disk.Length;)
         {
             cancel.ThrowIfCancellationRequested();
-            var next = Status(disk, 0, offset, disk.Length - offset);
+            var next = Status(disk, offset, disk.Length - offset);
             offset += next.Length;
             if (pending is null) pending = next;
             else if (Mergeable(pending, next)) pending = pending with { Length = pending.Length + next.Length };
@@ -56,6 +56,9 @@ public static class MapImage
     private static bool Mergeable(MapRange a, MapRange b) =>
         a.Depth == b.Depth && a.Present == b.Present && a.Zero == b.Zero && a.Data == b.Data && a.Compressed == b.Compressed
         && a.File == b.File && (a.Offset is null ? b.Offset is null : b.Offset == a.Offset + a.Length);
+
+    /// <summary>What the chain says about the run at <paramref name="offset"/> (one unmerged range), as qemu's block status does.</summary>
+    internal static MapRange Status(VirtualDisk disk, long offset, long maxLength) => Status(disk, 0, offset, maxLength);
 
     // What the layer at `depth` says about the run at `offset`, looking further down where it holds nothing.
     private static MapRange Status(VirtualDisk layer, int depth, long offset, long maxLength)
