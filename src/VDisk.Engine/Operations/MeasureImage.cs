@@ -124,9 +124,10 @@ public static class MeasureImage
         return (blocks + table) * cs;
     }
 
+    // Bitmaps count only when the autoclear bit vouches for them; without it QEMU ignores the extension, and so 0.
     private static bool NoBitmaps(Qcow2Driver source)
     {
-        if (source.Header.Extensions.Any(e => e.Type == Qcow2HeaderExtension.BitmapsType))
+        if ((source.Header.AutoclearFeatures & Qcow2Features.Bitmaps) != 0 && source.Header.Extensions.Any(e => e.Type == Qcow2HeaderExtension.BitmapsType))
             throw VDiskException.Unsupported(source.Storage.Name, "the image has persistent dirty bitmaps, whose size VDisk cannot measure yet.");
         return true;
     }

@@ -92,6 +92,22 @@ public class MeasureInteropTests
         Assert.Contains("does not support size measurement", output);
     }
 
+    // qemu-img counts persistent bitmaps' space; VDisk does not read bitmaps, so it refuses rather than answer 0.
+    [SkippableFact]
+    public void ASourceWithPersistentBitmapsIsRefusedForAQcow2Destination()
+    {
+        Qemu.Require();
+        using var dir = new TempFolder();
+        string path = dir.File("b.qcow2");
+        Qemu.Img("create", "-q", "-f", "qcow2", path, Size.ToString());
+        Qemu.Img("bitmap", "--add", path, "b0");
+        using (var doc = JsonDocument.Parse(Qemu.Img("measure", "--output=json", "-O", "qcow2", path)))
+            Assert.True(doc.RootElement.GetProperty("bitmaps").GetInt64() > 0);
+        var e = Assert.Throws<VDiskException>(() => MeasureImage.Run(path, null, new MeasureOptions { DestinationFormat = ImageFormat.Qcow2 }));
+        Assert.Equal(VDiskErrorKind.Unsupported, e.Kind);
+        Assert.Equal(Size, MeasureImage.Run(path, null, new MeasureOptions()).RequiredBytes); // raw has no bitmaps to count
+    }
+
     private static (string Format, MeasureOptions Options) Parse(string destination)
     {
         var parts = destination.Split(':');
