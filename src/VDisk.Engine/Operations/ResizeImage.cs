@@ -79,7 +79,19 @@ public static class ResizeImage
         if (size == old) return new ResizeResult(path, old, size);
         bool backingShowsThrough = disk.Backing is { } below && below.Length > old;
         driver.Resize(size, options.Preallocation, backingShowsThrough, progress, cancel);
+        // The rest of the cluster the old end falls in, where the driver could not zero it in place (shared with a
+        // snapshot, compressed, or the backing file's data showing through).
+        long cluster = driver.ClusterSize, tail = Math.Min(size, (old + cluster - 1) / cluster * cluster) - old;
+        if (tail > 0 && disk.GetBlockStatus(old, tail) is { Kind: ExtentKind.Data } && !ReadsZero(disk, old, tail))
+            disk.WriteZeroes(old, tail, unmap: false);
         return new ResizeResult(path, old, size);
+    }
+
+    private static bool ReadsZero(VirtualDisk disk, long offset, long length)
+    {
+        var bytes = new byte[length];
+        disk.Read(offset, bytes);
+        return bytes.AsSpan().IndexOfAnyExcept((byte)0) < 0;
     }
 
     private static void CheckDirection(string path, long old, ResizeOptions options)

@@ -122,6 +122,37 @@ public class ResizeInteropTests
         Assert.Equal(Sha(full), Sha(Guest(path, "qcow2")));
     }
 
+    // qemu-img 7.2 leaves the bytes past an unaligned end in the last cluster, so a shrink and a grow bring them back;
+    // VDisk zeroes them: in place, or (a cluster shared with a snapshot) through a copy-on-write after the grow.
+    [SkippableTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void GrowingPastAnUnalignedEndReadsZeroesWhereQemuImgBringsOldBytesBack(bool snapshot)
+    {
+        Qemu.Require();
+        using var dir = new TempFolder();
+        string path = dir.File("tail.qcow2");
+        Qemu.Img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", path, "1M");
+        Qemu.Io("-c", "write -P 0x55 0 1M", path);
+        ResizeImage.Run(path, new ResizeOptions { Size = (1 << 20) - 3072, Shrink = true });
+        if (snapshot) Qemu.Img("snapshot", "-c", "s1", path);
+        var before = Guest(path, "qcow2");
+
+        ResizeImage.Run(path, new ResizeOptions { Size = 2 << 20 });
+
+        AssertResized(path, "qcow2", before, 2 << 20); // also: [old end, 2 MiB) reads as zeroes
+        if (snapshot) Assert.Equal(Sha(before), Sha(SnapshotGuest(path, "s1").AsSpan(0, before.Length))); // qemu-img reads it at the current size
+    }
+
+    private static byte[] SnapshotGuest(string path, string snapshot)
+    {
+        string raw = path + ".snap.raw";
+        Qemu.Img("convert", "-U", "-l", snapshot, "-O", "raw", path, raw);
+        var bytes = File.ReadAllBytes(raw);
+        File.Delete(raw);
+        return bytes;
+    }
+
     [SkippableFact]
     public void RefusalsMatchQemuImg()
     {

@@ -17,6 +17,7 @@ public class ResizePowerLossTests
     [InlineData(512, 1L << 20, 8L << 20, Preallocation.Off)]        // 32 L1 entries to 256: the table moves
     [InlineData(4096, 2L << 20, 3L << 20, Preallocation.Full)]     // new clusters allocated, zeroed and linked
     [InlineData(4096, 2L << 20, 3L << 20, Preallocation.Metadata)]
+    [InlineData(4096, (2L << 20) + 1024, 3L << 20, Preallocation.Off)] // the old last cluster's tail zeroed first
     [InlineData(4096, 4L << 20, (1L << 20) + 1024, Preallocation.Off)] // shrink: clusters and L2 tables freed, file trimmed
     public void EveryCrashLeavesTheOldOrNewSizeWithTheDataBelowTheSmaller(int clusterSize, long old, long size, Preallocation prealloc)
     {

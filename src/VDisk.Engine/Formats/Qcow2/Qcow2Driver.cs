@@ -165,9 +165,10 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
     }
 
     /// <summary>
-    /// Resizes the disk (see <see cref="Qcow2Image.Grow"/> and <see cref="Qcow2Image.Shrink"/>). Growing preallocates the
-    /// clusters wholly past the old end with <paramref name="mode"/>, or, with <paramref name="zeroNewClusters"/> and no
-    /// preallocation, makes them read as zeroes over a larger backing file.
+    /// Resizes the disk (see <see cref="Qcow2Image.Grow"/> and <see cref="Qcow2Image.Shrink"/>). Growing zeroes what a
+    /// writable last cluster holds past the old end (QEMU leaves it, so a shrink and a grow can bring old bytes back),
+    /// preallocates the clusters wholly past the old end with <paramref name="mode"/>, or, with
+    /// <paramref name="zeroNewClusters"/> and no preallocation, makes them read as zeroes over a larger backing file.
     /// </summary>
     internal void Resize(long size, Preallocation mode, bool zeroNewClusters, IProgress<long>? progress, CancellationToken cancel)
     {
@@ -178,6 +179,8 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
             return;
         }
         long from = (old + ClusterSize - 1) / ClusterSize * ClusterSize; // a partly used last cluster keeps its mapping
+        if (from > old && _image.Map(_map, new GuestOffset(from - ClusterSize), ClusterSize) is { Kind: ExtentKind.Data, Writable: true } last)
+            last.Storage!.WriteZeroes(last.HostOffset + ClusterSize - (from - old), from - old); // its bytes past the old end (made durable before the new size)
         _image.Grow(size, zeroNewClusters, mode == Preallocation.Off ? null : () => PreallocateRange(mode, from, size, progress, cancel));
     }
 
