@@ -9,7 +9,8 @@ BeforeAll {
 Describe 'Module manifest and staged folder' {
     It 'exports exactly its cmdlets and no functions or aliases' {
         ($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Checkpoint-VDisk', 'Compare-VDisk', 'Convert-VDisk', 'Get-VDisk', 'Get-VDiskChain',
-            'Get-VDiskSnapshot', 'Merge-VDiskChain', 'New-VDisk', 'Remove-VDiskSnapshot', 'Restore-VDiskSnapshot', 'Set-VDisk')
+            'Get-VDiskMap', 'Get-VDiskSnapshot', 'Measure-VDisk', 'Merge-VDiskChain', 'New-VDisk', 'Remove-VDiskSnapshot', 'Resize-VDisk',
+            'Restore-VDiskSnapshot', 'Set-VDisk')
         $module.ExportedFunctions.Count | Should -Be 0
         $module.ExportedAliases.Count | Should -Be 0
     }
@@ -48,7 +49,7 @@ Describe 'Format views' {
         $image = New-VDisk -Path (Join-Path $TestDrive 'view.qcow2') -SizeBytes 20GB
     }
 
-    It 'loads a table view for <_>' -ForEach 'VDisk.PowerShell.VDiskInfo', 'VDisk.PowerShell.VDiskChainNode', 'VDisk.PowerShell.VDiskComparison' {
+    It 'loads a table view for <_>' -ForEach 'VDisk.PowerShell.VDiskInfo', 'VDisk.PowerShell.VDiskChainNode', 'VDisk.PowerShell.VDiskComparison', 'VDisk.PowerShell.VDiskMapRange', 'VDisk.PowerShell.VDiskMeasurement' {
         $view = Get-FormatData -TypeName $_
         $view.FormatViewDefinition.Control | Should -BeOfType System.Management.Automation.TableControl
     }

@@ -93,6 +93,8 @@ public class CorpusTests(CorpusFixture corpus)
         Check(c, c.ExpectedAt(CorpusStage.Open), "create overlay", problems, () =>
             CreateImage.Run(Path.Combine(output, "overlay.qcow2"), new CreateOptions { BackingPath = c.Path }));
         Check(c, c.ExpectedAt(CorpusStage.Map), "chain", problems, () => InspectImage.Chain(c.Path));
+        Check(c, c.ExpectedAt(CorpusStage.Map), "map", problems, () => MapImage.Run(c.Path).Count());
+        Check(c, c.ExpectedAt(CorpusStage.Open), "measure", problems, () => MeasureImage.Run(c.Path, null, new MeasureOptions())); // its qcow2 walk is map's
         string converted = Path.Combine(output, "converted.qcow2");
         Check(c, c.ExpectedAt(CorpusStage.Read), "convert", problems, () =>
         {

@@ -160,20 +160,51 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
     /// <summary>Reserves space for the whole disk as qemu-img's preallocation modes do (metadata, falloc, full).</summary>
     internal void Preallocate(Preallocation mode, IProgress<long>? progress, CancellationToken cancel)
     {
+        PreallocateRange(mode, 0, VirtualSize, progress, cancel);
+        Flush();
+    }
+
+    /// <summary>
+    /// Resizes the disk (see <see cref="Qcow2Image.Grow"/> and <see cref="Qcow2Image.Shrink"/>). Growing zeroes what a
+    /// writable last cluster holds past the old end (QEMU leaves it, so a shrink and a grow can bring old bytes back),
+    /// preallocates the clusters wholly past the old end with <paramref name="mode"/>, or, with
+    /// <paramref name="zeroNewClusters"/> and no preallocation, makes them read as zeroes over a larger backing file.
+    /// </summary>
+    internal void Resize(long size, Preallocation mode, bool zeroNewClusters, IProgress<long>? progress, CancellationToken cancel)
+    {
+        long old = VirtualSize;
+        if (size < old)
+        {
+            _image.Shrink(size);
+            return;
+        }
+        long from = (old + ClusterSize - 1) / ClusterSize * ClusterSize; // a partly used last cluster keeps its mapping
+        if (from > old && _image.Map(_map, new GuestOffset(from - ClusterSize), ClusterSize) is { Kind: ExtentKind.Data, Writable: true } last)
+            last.Storage!.WriteZeroes(last.HostOffset + ClusterSize - (from - old), from - old); // its bytes past the old end (made durable before the new size)
+        _image.Grow(size, zeroNewClusters, mode == Preallocation.Off ? null : () => PreallocateRange(mode, from, size, progress, cancel));
+    }
+
+    // Allocates and links every cluster of [from, to) (from cluster-aligned): metadata only, with the host space
+    // reserved (falloc), or written with zeroes (full). Clusters reused from inside the file may hold stale bytes, so
+    // they are zeroed in every mode. Progress counts guest bytes from `from`.
+    private void PreallocateRange(Preallocation mode, long from, long to, IProgress<long>? progress, CancellationToken cancel)
+    {
         if (mode == Preallocation.Off) return;
-        long total = (VirtualSize + ClusterSize - 1) / ClusterSize * ClusterSize;
-        for (long guest = 0; guest < total;)
+        long total = (to + ClusterSize - 1) / ClusterSize * ClusterSize;
+        long fileEnd = Storage.Length;
+        for (long guest = from; guest < total;)
         {
             cancel.ThrowIfCancellationRequested();
             var run = Allocate(guest, Math.Min(total - guest, 256L << 20));
+            long reused = Math.Min(run.Length, fileEnd - run.Offset);
+            if (reused > 0 && mode != Preallocation.Full) run.Storage.WriteZeroes(run.Offset, reused);
             if (mode == Preallocation.Falloc) run.Storage.Preallocate(run.Offset, run.Length);
             if (mode == Preallocation.Full) Raw.RawDriver.WriteZeroFill(run.Storage, run.Offset, run.Length, cancel);
             Link(guest, run);
             guest += run.Length;
-            progress?.Report(guest);
+            progress?.Report(guest - from);
             if (mode == Preallocation.Metadata && run.Offset + run.Length > Storage.Length) Storage.SetLength(run.Offset + run.Length);
         }
-        Flush();
     }
 
     /// <inheritdoc/>

@@ -1,6 +1,7 @@
 // What backing-chain operations change in a qcow2 image (qcow2.rst "Header": backing_file_offset/size, the backing
-// format extension, size; qemu-img rebase and commit): pointing the image at another backing file, or none, once
-// everything written before is durable; and growing the disk when a commit makes a base take a bigger top's size.
+// format extension; qemu-img rebase and commit): pointing the image at another backing file, or none, once
+// everything written before is durable. (A commit that makes a base take a bigger top's size uses Grow, in
+// Qcow2Image.Resize.cs.)
 using VDisk.Engine.Core;
 
 namespace VDisk.Engine.Formats.Qcow2;
@@ -34,33 +35,6 @@ internal sealed partial class Qcow2Image
                 if (at >= 0) h.Extensions[at] = extension;
                 else h.Extensions.Add(extension);
             });
-        }
-    }
-
-    /// <summary>
-    /// Grows the disk to <paramref name="size"/> bytes: the L1 table moves if it must; with
-    /// <paramref name="zeroNewClusters"/> (a version 3 image whose backing file would otherwise show through) every whole
-    /// cluster past the old end is made to read as zeroes first; the new size is published last, durably.
-    /// </summary>
-    public void Grow(long size, bool zeroNewClusters)
-    {
-        lock (_lock)
-        {
-            CheckWritable();
-            long old = Header.Size;
-            if (size <= old) return;
-            if (zeroNewClusters && Header.Version < 3)
-                throw VDiskException.Unsupported(Storage.Name, "a version 2 (compat 0.10) image cannot grow over a larger backing file: the backing file would show through past its old end.");
-            long entries = Qcow2Header.RequiredL1Size(size, Geometry.ClusterBits);
-            if (entries > Active.L1.Count) GrowL1(checked((int)entries));
-            if (zeroNewClusters)
-            {
-                long first = (old + Geometry.ClusterSize - 1) >> Geometry.ClusterBits;
-                long end = (size + Geometry.ClusterSize - 1) >> Geometry.ClusterBits;
-                if (end > first) Active.Update(first, end - first, (_, _) => Qcow2Entries.ZeroFlag);
-            }
-            WriteBackAll(); // durable at the header update's first barrier, before the new size exposes the zeroed clusters
-            _header.Update(h => h.Size = size);
         }
     }
 }

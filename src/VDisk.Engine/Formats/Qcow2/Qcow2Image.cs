@@ -170,36 +170,6 @@ internal sealed partial class Qcow2Image : IDisposable
         }
     }
 
-    /// <summary>
-    /// Moves the active L1 table to free space with room for <paramref name="entries"/> (for a disk that grows past what
-    /// it maps). Order: pending L1 changes are written in the old place; the new table and the counts of its clusters
-    /// are made durable; the header switches to it, durably; only then is the old table freed.
-    /// </summary>
-    public void GrowL1(int entries)
-    {
-        lock (_lock)
-        {
-            CheckWritable();
-            var old = Active.L1;
-            if (entries <= old.Count) return;
-            if (entries * 8L > Qcow2Header.MaxL1Bytes)
-                throw VDiskException.Invalid(Storage.Name, $"{Storage.Name}: an L1 table of {entries} entries exceeds qcow2's limit of {Qcow2Header.MaxL1Bytes >> 20} MiB.");
-            _order.WriteBack(old);
-            var offset = Refcounts.AllocateContiguous((entries * 8L + Geometry.ClusterSize - 1) >> Geometry.ClusterBits);
-            var table = Qcow2PointerTable.CreateAt(_order, old, offset, entries);
-            Refcounts.MustPrecede(table);
-            table.WriteBack();
-            _header.Update(h =>
-            {
-                h.L1TableOffset = offset.Value;
-                h.L1Size = entries;
-            });
-            Active.ReplaceL1(table);
-            _guard.SetRanges(Qcow2MetadataKind.ActiveL1, new[] { (table.Offset, table.ByteLength) });
-            if (old.Count > 0) Refcounts.Decrement(old.Offset, old.ByteLength, dereferencedBy: null); // the header no longer points at it, durably
-        }
-    }
-
     /// <summary>Writes every metadata change in order and makes it and all guest data durable.</summary>
     public void Flush()
     {

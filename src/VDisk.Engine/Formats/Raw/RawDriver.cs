@@ -53,6 +53,21 @@ public sealed class RawDriver : IImageDriver
         }
     }
 
+    /// <summary>
+    /// Resizes a raw image to exactly <paramref name="size"/> bytes (qemu-img resize): the new area is sparse, reserved
+    /// (Falloc) or written with zeroes (Full); shrinking cuts the file.
+    /// </summary>
+    public static void Resize(IStorage storage, long size, Preallocation preallocation, IProgress<long>? progress = null, CancellationToken cancel = default)
+    {
+        long old = storage.Length;
+        if (preallocation == Preallocation.Metadata)
+            throw VDiskException.Invalid(storage.Name, $"Preallocation '{preallocation}' is not valid for raw images (use Off, Falloc or Full).");
+        if (size <= old || preallocation == Preallocation.Off) storage.SetLength(size);
+        else if (preallocation == Preallocation.Falloc) storage.Preallocate(old, size - old);
+        else WriteZeroFill(storage, old, size - old, cancel, progress);
+        storage.Flush();
+    }
+
     /// <inheritdoc/>
     public Mapping Map(long guestOffset, long maxLength)
     {

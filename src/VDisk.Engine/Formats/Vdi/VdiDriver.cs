@@ -7,11 +7,11 @@ using VDisk.Engine.Storage;
 namespace VDisk.Engine.Formats.Vdi;
 
 /// <summary>A VDI 1.1 image, dynamic or static, with 1 MiB blocks. Thread-safe: metadata access is serialised.</summary>
-public sealed class VdiDriver : IImageDriver
+public sealed partial class VdiDriver : IImageDriver
 {
     private readonly object _lock = new();
-    private readonly VdiHeader _header;
-    private readonly VdiBlockMap _map;
+    private VdiHeader _header;
+    private VdiBlockMap _map;
     private readonly bool _writable;
     private bool _headerDirty;
     private bool _disposed;

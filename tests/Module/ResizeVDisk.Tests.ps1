@@ -1,0 +1,123 @@
+# Resize-VDisk: grow and shrink of raw, qcow2 and VDI images checked with qemu-img (check clean, info size, guest
+# content by checksum), -PassThru, -WhatIf, -Shrink with its confirmation, and the error ids of refusals.
+
+BeforeDiscovery {
+    . (Join-Path $PSScriptRoot 'QemuSkip.ps1')
+}
+
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'TestSupport.ps1')
+
+    # SHA-256 of the first $Bytes bytes of what qemu-img reads as the guest content.
+    function Get-GuestSha([string] $Path, [long] $Bytes) {
+        $raw = "$Path.guest"
+        Invoke-QemuImg @('convert', '-U', '-O', 'raw', $Path, $raw) | Out-Null
+        try {
+            $stream = [System.IO.File]::OpenRead($raw)
+            try {
+                $buffer = [byte[]]::new($Bytes)
+                $stream.ReadExactly($buffer, 0, $buffer.Length)
+                [System.Convert]::ToHexString([System.Security.Cryptography.SHA256]::HashData($buffer))
+            } finally { $stream.Dispose() }
+        } finally { Remove-Item -LiteralPath $raw }
+    }
+
+    function New-FilledImage([string] $Path, [string] $Format, [long] $Size) {
+        Invoke-QemuImg @('create', '-q', '-f', $Format, $Path, $Size) | Out-Null
+        Invoke-QemuIo $Path @('write -P 0x3c 0 1M', "write -P 0x7e $($Size - 2MB) 1M")
+        $Path
+    }
+}
+
+Describe 'Resize-VDisk grows and shrinks <_> images' -Skip:$SkipQemu -ForEach 'qcow2', 'raw', 'vdi' {
+    BeforeAll {
+        $folder = New-TestFolder
+        $format = $_
+        $image = New-FilledImage "$folder/disk.$format" $format 8MB
+        $sha = Get-GuestSha $image 8MB
+    }
+
+    It 'grows with -PassThru, keeping the data' {
+        $info = Resize-VDisk -Path $image -SizeBytes 24MB -PassThru
+        $info | Should -BeOfType VDisk.PowerShell.VDiskInfo
+        $info.VirtualSize | Should -Be 24MB
+        (Get-QemuInfo $image).'virtual-size' | Should -Be 24MB
+        Get-GuestSha $image 8MB | Should -Be $sha
+        if ($format -ne 'raw') { (Get-QemuCheck $image).corruptions | Should -BeNullOrEmpty }
+    }
+
+    It 'refuses a smaller size without -Shrink, changing nothing' {
+        Resize-VDisk -Path $image -SizeBytes 4MB -ErrorVariable failure -ErrorAction SilentlyContinue
+        $failure[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId InvalidArgument Resize-VDisk)
+        $failure[0].TargetObject | Should -Be $image
+        (Get-QemuInfo $image).'virtual-size' | Should -Be 24MB
+    }
+
+    It 'shrinks with -Shrink -Confirm:$false, keeping the data below the new end' {
+        $before = Get-GuestSha $image 4MB
+        Resize-VDisk -Path $image -SizeBytes 4MB -Shrink -Confirm:$false
+        (Get-QemuInfo $image).'virtual-size' | Should -Be 4MB
+        Get-GuestSha $image 4MB | Should -Be $before
+        if ($format -ne 'raw') {
+            $check = Get-QemuCheck $image
+            $check.corruptions | Should -BeNullOrEmpty
+            $check.leaks | Should -BeNullOrEmpty
+        }
+    }
+}
+
+Describe 'Resize-VDisk options' -Skip:$SkipQemu {
+    BeforeAll {
+        $folder = New-TestFolder
+    }
+
+    It 'changes nothing with -WhatIf' {
+        $image = New-VDisk -Path "$folder/whatif.qcow2" -SizeBytes 8MB
+        Resize-VDisk $image.Path -SizeBytes 1GB -WhatIf
+        (Get-QemuInfo $image.Path).'virtual-size' | Should -Be 8MB
+    }
+
+    It 'binds VDiskInfo objects from the pipeline and takes sizes as typed' {
+        $image = New-VDisk -Path "$folder/pipe.qcow2" -SizeBytes 8MB
+        $image | Resize-VDisk -SizeBytes 100GB
+        (Get-QemuInfo $image.Path).'virtual-size' | Should -Be 100GB
+        (Get-QemuCheck $image.Path).leaks | Should -BeNullOrEmpty
+    }
+
+    It 'preallocates the new area of a raw image with -Preallocation Full' {
+        $image = New-VDisk -Path "$folder/full.raw" -SizeBytes 4MB
+        Resize-VDisk $image.Path -SizeBytes 12MB -Preallocation Full
+        (Get-Item $image.Path).Length | Should -Be 12MB
+        (Get-QemuInfo $image.Path).'actual-size' | Should -BeGreaterOrEqual 8MB
+    }
+
+    It 'refuses -Preallocation with -Shrink before touching any image' {
+        { Resize-VDisk "$folder/none.qcow2" -SizeBytes 1MB -Shrink -Preallocation Full -Confirm:$false -ErrorAction Stop } |
+            Should -Throw -ErrorId (Get-ErrorId InvalidArgument Resize-VDisk)
+    }
+
+    It 'refuses a VMDK image with UnsupportedFeature naming its subformat' {
+        $vmdk = "$folder/d.vmdk"
+        Invoke-QemuImg @('create', '-q', '-f', 'vmdk', $vmdk, '8M') | Out-Null
+        Resize-VDisk $vmdk -SizeBytes 16MB -ErrorVariable failure -ErrorAction SilentlyContinue
+        $failure[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId UnsupportedFeature Resize-VDisk)
+        $failure[0].Exception.Message | Should -Match 'monolithicSparse'
+    }
+
+    It 'reports a missing image as FileNotFound and goes on with the next' {
+        $image = New-VDisk -Path "$folder/next.qcow2" -SizeBytes 8MB
+        Resize-VDisk "$folder/missing.qcow2", $image.Path -SizeBytes 16MB -ErrorVariable failure -ErrorAction SilentlyContinue
+        $failure[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId FileNotFound Resize-VDisk)
+        (Get-QemuInfo $image.Path).'virtual-size' | Should -Be 16MB
+    }
+
+    It 'refuses an image a VM has open (ImageInUse)' {
+        $image = New-VDisk -Path "$folder/busy.qcow2" -SizeBytes 8MB
+        $holder = Start-QemuHolder $image.Path qcow2
+        try {
+            Resize-VDisk $image.Path -SizeBytes 16MB -ErrorVariable failure -ErrorAction SilentlyContinue
+            $failure[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId ImageInUse Resize-VDisk)
+        } finally { Stop-QemuHolder $holder }
+        (Get-QemuInfo $image.Path).'virtual-size' | Should -Be 8MB
+    }
+}
