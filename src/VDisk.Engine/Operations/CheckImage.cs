@@ -5,6 +5,8 @@
 using VDisk.Engine.Chain;
 using VDisk.Engine.Core;
 using VDisk.Engine.Formats.Qcow2;
+using VDisk.Engine.Formats.Vdi;
+using VDisk.Engine.Formats.Vmdk;
 
 namespace VDisk.Engine.Operations;
 
@@ -87,7 +89,7 @@ public static class CheckImage
             if (actual == ImageFormat.Raw) throw VDiskException.Unsupported(path, $"{path} is a raw image, which has no metadata to check.");
             if (repair != RepairMode.None)
                 throw VDiskException.Unsupported(path, $"{path}: VDisk repairs qcow2 images only; {FormatProbe.Name(actual)} images are checked read-only.");
-            return TableCheck(path, actual);
+            return TableCheck(path, actual, format, cancel);
         }
         var (before, fixedCounts) = Qcow2Image.CheckAndRepair(storage, repair != RepairMode.None, repair == RepairMode.All);
         if (fixedCounts is not { } counts)
@@ -104,8 +106,27 @@ public static class CheckImage
         Problems = r.Problems, Unrepairable = r.Unrepairable,
     };
 
-    private static CheckResult TableCheck(string path, ImageFormat format)
+    // VMDK and VDI: read-only table checks. Damage that stops the image from opening at all is one corruption.
+    private static CheckResult TableCheck(string path, ImageFormat format, ImageFormat? declared, CancellationToken cancel)
     {
-        throw VDiskException.Unsupported(path, $"{path}: checking {FormatProbe.Name(format)} images is not supported yet.");
+        (long Corruptions, IReadOnlyList<string> Problems) found;
+        try
+        {
+            if (format == ImageFormat.Vdi)
+            {
+                using var storage = ImageChain.OpenStorage(path, writable: false);
+                found = VdiCheck.Run(storage);
+            }
+            else
+            {
+                using var driver = (VmdkDriver)ImageChain.OpenFile(path, declared, writable: false); // a probed descriptor stays confined to its folder
+                found = VmdkCheck.Run(driver, cancel);
+            }
+        }
+        catch (VDiskException e) when (e.Kind == VDiskErrorKind.Corrupt)
+        {
+            found = (1, new[] { e.Message });
+        }
+        return new CheckResult { Path = path, Format = format, Corruptions = found.Corruptions, Problems = found.Problems };
     }
 }

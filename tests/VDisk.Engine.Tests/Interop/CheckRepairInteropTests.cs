@@ -163,10 +163,10 @@ public class CheckRepairInteropTests
         throw new InvalidOperationException("no crash image leaked clusters");
     }
 
-    internal static (int Code, JsonElement Json, string Output) QemuCheck(string path)
+    internal static (int Code, JsonElement Json, string Output) QemuCheck(string path, string format = "qcow2")
     {
-        var (code, output) = Qemu.TryImg("check", "--output=json", "-f", "qcow2", path);
-        int start = output.IndexOf('{'), end = output.IndexOf("\n}", start, StringComparison.Ordinal);
+        var (code, output) = Qemu.TryImg("check", "--output=json", "-f", format, path);
+        int start = output.IndexOf('{'), end = start < 0 ? -1 : output.IndexOf("\n}", start, StringComparison.Ordinal);
         Assert.True(start >= 0 && end > start, $"qemu-img check printed no JSON: {output}");
         using var doc = JsonDocument.Parse(output[start..(end + 2)]);
         return (code, doc.RootElement.Clone(), output);
