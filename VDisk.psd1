@@ -13,7 +13,7 @@
     FormatsToProcess     = @('VDisk.format.ps1xml')
     CmdletsToExport      = @('New-VDisk', 'Get-VDisk', 'Get-VDiskChain', 'Convert-VDisk', 'Compare-VDisk',
                              'Checkpoint-VDisk', 'Get-VDiskSnapshot', 'Restore-VDiskSnapshot', 'Remove-VDiskSnapshot',
-                             'Merge-VDiskChain', 'Set-VDisk', 'Test-VDisk')
+                             'Merge-VDiskChain', 'Set-VDisk', 'Test-VDisk', 'Optimize-VDisk')
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()

@@ -9,7 +9,7 @@ BeforeAll {
 Describe 'Module manifest and staged folder' {
     It 'exports exactly its cmdlets and no functions or aliases' {
         ($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Checkpoint-VDisk', 'Compare-VDisk', 'Convert-VDisk', 'Get-VDisk', 'Get-VDiskChain',
-            'Get-VDiskSnapshot', 'Merge-VDiskChain', 'New-VDisk', 'Remove-VDiskSnapshot', 'Restore-VDiskSnapshot', 'Set-VDisk', 'Test-VDisk')
+            'Get-VDiskSnapshot', 'Merge-VDiskChain', 'New-VDisk', 'Optimize-VDisk', 'Remove-VDiskSnapshot', 'Restore-VDiskSnapshot', 'Set-VDisk', 'Test-VDisk')
         $module.ExportedFunctions.Count | Should -Be 0
         $module.ExportedAliases.Count | Should -Be 0
     }
