@@ -72,6 +72,7 @@ internal static class Qcow2Check
         private readonly byte[] _role;
         private readonly List<string> _problems = new(), _unrepairable = new();
         private readonly List<Qcow2Reference> _blocks = new();
+        private readonly Qcow2StoredRefcounts _stored;
         private long _corruptions, _checkErrors, _allocated, _fragmented, _compressed, _nextContiguous, _counted;
 
         public Counter(IStorage storage, Qcow2Header header)
@@ -85,6 +86,7 @@ internal static class Qcow2Check
             _role = new byte[_referenced.Length];
             _max = Math.Min(header.RefcountBits == 64 ? long.MaxValue : (1L << header.RefcountBits) - 1, ushort.MaxValue);
             _counted = _fileClusters;
+            _stored = new Qcow2StoredRefcounts(storage, header);
         }
 
         public Qcow2CheckAnalysis Run()
@@ -92,7 +94,7 @@ internal static class Qcow2Check
             Qcow2ReferenceWalker.Walk(_storage, _header, Visit, message => Corruption(message, message));
             foreach (var block in _blocks) CountBlock(block); // last, as QEMU does: each must then have exactly one reference
 
-            var stored = new Qcow2StoredRefcounts(_storage, _header);
+            var stored = _stored;
             long leaks = 0, highest = -1;
             var mismatched = new List<(long Cluster, long Stored)>();
             for (long c = 0; c < _counted; c++)
@@ -115,7 +117,6 @@ internal static class Qcow2Check
                 if (have == 0 && !stored.IsCovered(c))
                     Unrepairable($"cluster {c} is referenced but no refcount block covers it; the refcount structure must be rebuilt");
             }
-            var copied = CheckCopiedFlags(stored);
             var report = new Qcow2CheckReport
             {
                 Problems = _problems, Corruptions = _corruptions, Leaks = leaks, CheckErrors = _checkErrors,
@@ -124,7 +125,7 @@ internal static class Qcow2Check
                 AllocatedClusters = _allocated, FragmentedClusters = _fragmented, CompressedClusters = _compressed,
                 Dirty = _header.IsDirty, MarkedCorrupt = _header.IsCorrupt, Unrepairable = _unrepairable,
             };
-            return new Qcow2CheckAnalysis(report, _header, _referenced, mismatched, copied);
+            return new Qcow2CheckAnalysis(report, _header, _referenced, mismatched);
         }
 
         private void Visit(Qcow2Reference r)
@@ -141,6 +142,7 @@ internal static class Qcow2Check
                     Count(r);
                     if (!_g.IsAligned(r.Offset))
                         Corruption($"L1 entry {r.Index} points to an L2 table at unaligned offset 0x{r.Offset.Value:x}", "an L2 table offset is misaligned");
+                    if (r.Kind == Qcow2ReferenceKind.ActiveL2 && !r.Offset.IsNone) CheckCopied(r, $"L1 entry {r.Index} (L2 table at 0x{r.Offset.Value:x})");
                     return;
                 case Qcow2ReferenceKind.Data or Qcow2ReferenceKind.SnapshotData:
                     if ((r.Entry & Qcow2Entries.L2ReservedMask) != 0)
@@ -154,6 +156,7 @@ internal static class Qcow2Check
                         _nextContiguous = r.Offset.Value + _g.ClusterSize;
                     }
                     Count(r);
+                    if (r.Kind == Qcow2ReferenceKind.Data) CheckCopied(r, $"the L2 entry of guest cluster {r.Index}");
                     return;
                 case Qcow2ReferenceKind.Compressed or Qcow2ReferenceKind.SnapshotCompressed:
                     if ((r.Entry & Qcow2Entries.Copied) != 0)
@@ -218,36 +221,13 @@ internal static class Qcow2Check
             }
         }
 
-        // QEMU's check_oflag_copied, over the active L1 table and its L2 tables: COPIED must say "stored refcount is 1".
-        private List<Qcow2CopiedMismatch> CheckCopiedFlags(Qcow2StoredRefcounts stored)
+        // QEMU's check_oflag_copied, made while walking: an active L1 or L2 entry's COPIED flag must say "stored refcount is 1".
+        private void CheckCopied(Qcow2Reference r, string what)
         {
-            var found = new List<Qcow2CopiedMismatch>();
-            var table = new byte[_g.ClusterSize];
-            var l1 = new byte[Math.Min((long)_header.L1Size * 8, Qcow2Header.MaxL1Bytes)];
-            _storage.ReadAt(_header.L1TableOffset, l1);
-            for (int i = 0; i < l1.Length / 8; i++)
-            {
-                ulong l1Entry = BinaryPrimitives.ReadUInt64BigEndian(l1.AsSpan(i * 8));
-                long l2 = (long)(l1Entry & Qcow2Entries.OffsetMask);
-                if (l2 == 0) continue;
-                long refcount = stored.Get(l2 >> _g.ClusterBits);
-                if (refcount >= 0 && (refcount == 1) != ((l1Entry & Qcow2Entries.Copied) != 0))
-                {
-                    Corruption($"L1 entry {i} (L2 table at 0x{l2:x}) has the COPIED flag {(refcount == 1 ? "clear" : "set")} but refcount {refcount}", null);
-                    found.Add(new(i, -1));
-                }
-                _storage.ReadAt(l2, table);
-                for (int j = 0; j < _g.L2Entries; j++)
-                {
-                    ulong entry = BinaryPrimitives.ReadUInt64BigEndian(table.AsSpan(j * 8));
-                    if (Qcow2Entries.Classify(entry, 3) is not (L2EntryKind.Normal or L2EntryKind.ZeroAllocated)) continue;
-                    refcount = stored.Get((long)(entry & Qcow2Entries.OffsetMask) >> _g.ClusterBits);
-                    if (refcount < 0 || (refcount == 1) == ((entry & Qcow2Entries.Copied) != 0)) continue;
-                    Corruption($"the L2 entry of guest cluster {((long)i << _g.L2Bits) + j} has the COPIED flag {(refcount == 1 ? "clear" : "set")} but refcount {refcount}", null);
-                    found.Add(new(i, j));
-                }
-            }
-            return found;
+            long refcount = _stored.Get(_g.ClusterOf(r.Offset).Value);
+            bool copied = (r.Entry & Qcow2Entries.Copied) != 0;
+            if (refcount >= 0 && (refcount == 1) != copied)
+                Corruption($"{what} has the COPIED flag {(copied ? "set" : "clear")} but refcount {refcount}", null);
         }
 
         private void Corruption(string message, string? unrepairable)
@@ -308,17 +288,13 @@ internal static class Qcow2Check
     }
 }
 
-/// <summary>An active table entry whose COPIED flag disagrees with the stored refcount: an L1 entry (L2Index -1) or an L2 entry.</summary>
-internal readonly record struct Qcow2CopiedMismatch(int L1Index, int L2Index);
-
 /// <summary>A check's report with what a repair needs: the references of every cluster and what disagrees.</summary>
 /// <param name="Report">The findings.</param>
 /// <param name="Header">The header the check read.</param>
 /// <param name="Referenced">References counted per host cluster.</param>
 /// <param name="Mismatched">Clusters whose stored refcount differs from their references, with the stored value.</param>
-/// <param name="CopiedMismatches">Active entries whose COPIED flag disagrees with the stored refcount.</param>
 internal sealed record Qcow2CheckAnalysis(Qcow2CheckReport Report, Qcow2Header Header, ushort[] Referenced,
-    IReadOnlyList<(long Cluster, long Stored)> Mismatched, IReadOnlyList<Qcow2CopiedMismatch> CopiedMismatches);
+    IReadOnlyList<(long Cluster, long Stored)> Mismatched);
 
 /// <summary>Stored refcounts read straight from the file, one refcount block at a time.</summary>
 internal sealed class Qcow2StoredRefcounts
@@ -326,9 +302,10 @@ internal sealed class Qcow2StoredRefcounts
     private readonly IStorage _storage;
     private readonly Qcow2Header _header;
     private readonly Qcow2Geometry _g;
-    private readonly byte[] _table, _block;
+    private const long CacheBytes = 16L << 20;
+    private readonly byte[] _table;
+    private readonly Dictionary<long, byte[]> _blocks = new();
     private readonly long _perBlock;
-    private long _loaded = -1;
 
     public Qcow2StoredRefcounts(IStorage storage, Qcow2Header header)
     {
@@ -337,7 +314,6 @@ internal sealed class Qcow2StoredRefcounts
         _g = new Qcow2Geometry(header.ClusterBits);
         _table = new byte[Math.Min((long)header.RefcountTableClusters << header.ClusterBits, Qcow2Header.MaxRefcountTableBytes)];
         storage.ReadAt(header.RefcountTableOffset, _table);
-        _block = new byte[_g.ClusterSize];
         _perBlock = _g.ClusterSize * 8 / header.RefcountBits;
     }
 
@@ -350,12 +326,13 @@ internal sealed class Qcow2StoredRefcounts
         long b = cluster / _perBlock, offset = BlockOffset(b);
         if (offset == 0) return 0;
         if (offset < 0) return -1;
-        if (b != _loaded)
+        if (!_blocks.TryGetValue(b, out var block))
         {
-            _storage.ReadAt(offset, _block);
-            _loaded = b;
+            if ((_blocks.Count + 1) * _g.ClusterSize > CacheBytes) _blocks.Clear(); // bounded: a check walks the file mostly in order
+            _storage.ReadAt(offset, block = new byte[_g.ClusterSize]);
+            _blocks[b] = block;
         }
-        return Qcow2Refcounts.ReadEntry(_block, cluster % _perBlock, _header.RefcountBits);
+        return Qcow2Refcounts.ReadEntry(block, cluster % _perBlock, _header.RefcountBits);
     }
 
     // The block's offset, 0 when there is none, -1 when the entry is misaligned.

@@ -7,6 +7,7 @@
 // (qcow2-refcount.c, check_refcounts_l1/l2), a misaligned L2 table or data cluster is still visited, with the raw
 // entry, so the caller can count it and judge the alignment; an unaligned refcount block cannot be followed.
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
 using VDisk.Engine.Core;
 using VDisk.Engine.Storage;
 
@@ -85,8 +86,12 @@ internal static class Qcow2ReferenceWalker
                 (l1Entry & Qcow2Entries.Copied) != 0, l1Entry, l1Index));
             if (l2.IsNone) continue; // an entry of reserved bits only
             storage.ReadAt(l2.Value, table);
+            var raw = MemoryMarshal.Cast<byte, ulong>(table.AsSpan());
             for (int i = 0; i < g.L2Entries; i++)
             {
+                int skip = raw[i..].IndexOfAnyExcept(0UL); // runs of empty entries, vectorised
+                if (skip < 0) break;
+                i += skip;
                 ulong entry = BinaryPrimitives.ReadUInt64BigEndian(table.AsSpan(i * 8));
                 long guest = (l1Index << g.L2Bits) + i;
                 switch (Qcow2Entries.Classify(entry, header.Version))
