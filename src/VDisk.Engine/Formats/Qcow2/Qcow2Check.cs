@@ -199,7 +199,8 @@ internal static class Qcow2Check
         // and not counted; each cluster's count saturates at the largest refcount the image can store.
         private void Count(Qcow2Reference r)
         {
-            if (r.Offset.Value + Math.Max(r.Length, 1) - _fileLength >= _g.ClusterSize)
+            if (r.Length <= 0) return; // nothing to count, as in QEMU
+            if (r.Offset.Value < 0 || r.Offset.Value + r.Length - _fileLength >= _g.ClusterSize)
             {
                 Corruption($"{Describe(r)} at 0x{r.Offset.Value:x} ({r.Length} bytes) lies beyond the end of the file", $"{Describe(r)} lies beyond the end of the file");
                 return;

@@ -133,10 +133,15 @@ internal static class Qcow2ReferenceWalker
     {
         uint count = BinaryPrimitives.ReadUInt32BigEndian(extension);
         long directorySize = (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(extension.AsSpan(8)), 64UL << 20);
-        long directoryOffset = (long)BinaryPrimitives.ReadUInt64BigEndian(extension.AsSpan(16));
-        visit(new(Qcow2ReferenceKind.BitmapDirectory, new HostOffset(directoryOffset), directorySize));
+        ulong directoryOffset = BinaryPrimitives.ReadUInt64BigEndian(extension.AsSpan(16));
+        if (directoryOffset % (ulong)g.ClusterSize != 0 || directoryOffset + (ulong)directorySize > (ulong)storage.Length)
+        {
+            problem($"the bitmap directory at 0x{directoryOffset:x} ({directorySize} bytes) is misaligned or lies beyond the end of the file");
+            return;
+        }
+        visit(new(Qcow2ReferenceKind.BitmapDirectory, new HostOffset((long)directoryOffset), directorySize));
         var directory = new byte[directorySize];
-        storage.ReadAt(directoryOffset, directory);
+        storage.ReadAt((long)directoryOffset, directory);
         int pos = 0;
         for (uint i = 0; i < count && pos + 24 <= directory.Length; i++)
         {
@@ -144,6 +149,12 @@ internal static class Qcow2ReferenceWalker
             uint tableSize = Math.Min(BinaryPrimitives.ReadUInt32BigEndian(directory.AsSpan(pos + 8)), 1u << 24);
             int nameSize = BinaryPrimitives.ReadUInt16BigEndian(directory.AsSpan(pos + 18));
             uint extraSize = Math.Min(BinaryPrimitives.ReadUInt32BigEndian(directory.AsSpan(pos + 20)), 1u << 20);
+            pos += (int)((24 + extraSize + nameSize + 7) & ~7L);
+            if (tableOffset < 0 || tableOffset % g.ClusterSize != 0 || tableOffset + tableSize * 8L > storage.Length)
+            {
+                problem($"the table of bitmap {i} at 0x{tableOffset:x} is misaligned or lies beyond the end of the file");
+                continue;
+            }
             visit(new(Qcow2ReferenceKind.BitmapTable, new HostOffset(tableOffset), tableSize * 8L));
             foreach (var (index, entry) in ReadEntries(storage, tableOffset, tableSize))
             {
@@ -152,7 +163,6 @@ internal static class Qcow2ReferenceWalker
                 if (!g.IsAligned(data)) problem($"bitmap {i} table entry {index} points to unaligned offset 0x{data.Value:x}");
                 else visit(new(Qcow2ReferenceKind.BitmapData, data, g.ClusterSize));
             }
-            pos += (int)((24 + extraSize + nameSize + 7) & ~7L);
         }
     }
 
