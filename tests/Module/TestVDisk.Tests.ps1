@@ -183,6 +183,19 @@ Describe 'Repairing images' -Skip:$SkipQemu {
         (Get-FileHash -LiteralPath $broken).Hash | Should -Be $before
     }
 
+    It 'refuses an image a running VM holds, as qemu-img check does' {
+        $held = (New-VDisk -Path "$folder/held.qcow2" -SizeBytes 8MB).Path
+        $holder = Start-QemuHolder $held 'qcow2'
+        try {
+            $null = Test-VDisk $held -ErrorVariable err -ErrorAction SilentlyContinue
+            $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'ImageInUse' 'Test-VDisk')
+            $null = Test-VDisk $held -Repair All -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+            $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'ImageInUse' 'Test-VDisk')
+        } finally {
+            Stop-QemuHolder $holder
+        }
+    }
+
     It 'repairs qcow2 images only' {
         $vdi = (New-VDisk -Path "$folder/d.vdi" -SizeBytes 8MB).Path
         $null = Test-VDisk $vdi -Repair All -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue

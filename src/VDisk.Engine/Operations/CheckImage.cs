@@ -91,7 +91,7 @@ public static class CheckImage
                 throw VDiskException.Unsupported(path, $"{path}: VDisk repairs qcow2 images only; {FormatProbe.Name(actual)} images are checked read-only.");
             return TableCheck(path, actual, format, cancel);
         }
-        var (before, fixedCounts) = Qcow2Image.CheckAndRepair(storage, repair != RepairMode.None, repair == RepairMode.All);
+        var (before, fixedCounts) = Qcow2Image.CheckAndRepair(storage, repair != RepairMode.None, repair == RepairMode.All, cancel);
         if (fixedCounts is not { } counts)
             return FromReport(path, before.Report) with { RepairRefused = repair != RepairMode.None && before.Report.Unrepairable.Count > 0 };
         using var reread = ImageChain.OpenStorage(path, writable: false, forceShare: true);

@@ -56,7 +56,7 @@ public static class OptimizeImage
         Qcow2CheckAnalysis analysis;
         try
         {
-            analysis = Inspect(storage, path);
+            analysis = Inspect(storage, path, cancel);
             Qcow2Driver.CheckFeatures(analysis.Header, path, writable: true);
             image = Qcow2Image.Open(storage, writable: true, Qcow2CacheBudget.Default);
         }
@@ -79,7 +79,7 @@ public static class OptimizeImage
         Qcow2Header header;
         var stamp = File.GetLastWriteTimeUtc(path);
         using (var storage = ImageChain.OpenStorage(path, writable: false))
-            header = Inspect(storage, path).Header;
+            header = Inspect(storage, path, cancel).Header;
         if (header.SnapshotCount > 0)
             throw VDiskException.Unsupported(path, $"{path} has {header.SnapshotCount} internal snapshot(s), which a full rewrite would drop; " +
                 "delete them first (Remove-VDiskSnapshot), or optimize in place without -Full.");
@@ -115,12 +115,12 @@ public static class OptimizeImage
     }
 
     // The image must be qcow2, consistent and clean (leaks allowed: quick mode gives them back).
-    private static Qcow2CheckAnalysis Inspect(IStorage storage, string path)
+    private static Qcow2CheckAnalysis Inspect(IStorage storage, string path, CancellationToken cancel)
     {
         var format = FormatProbe.Probe(storage).Format;
         if (format != ImageFormat.Qcow2)
             throw VDiskException.Unsupported(path, $"{path} is {FormatProbe.Name(format)}; Optimize-VDisk works on qcow2 images (Convert-VDisk rewrites any image compactly).");
-        var analysis = Qcow2Check.Analyze(storage);
+        var analysis = Qcow2Check.Analyze(storage, cancel);
         var r = analysis.Report;
         if (r.Corruptions > 0 || r.CheckErrors > 0 || r.Dirty || r.MarkedCorrupt)
             throw VDiskException.Corrupt(path, $"{path} is not consistent ({r.Corruptions} corruption(s){(r.Dirty ? ", dirty" : "")}); " +

@@ -52,13 +52,13 @@ internal static class Qcow2Check
     /// <summary>Checks the image in <paramref name="storage"/> (read only).</summary>
     public static Qcow2CheckReport Run(IStorage storage) => Analyze(storage).Report;
 
-    /// <summary>Checks the image and keeps the per-cluster reference counts a repair needs.</summary>
-    internal static Qcow2CheckAnalysis Analyze(IStorage storage)
+    /// <summary>Checks the image and keeps the per-cluster reference counts a repair needs; <paramref name="cancel"/> stops it.</summary>
+    internal static Qcow2CheckAnalysis Analyze(IStorage storage, CancellationToken cancel = default)
     {
         var cluster0 = new byte[2 << 20];
         storage.ReadAt(0, cluster0);
         var header = Qcow2Header.Parse(cluster0, storage.Name);
-        return new Counter(storage, header).Run();
+        return new Counter(storage, header, cancel).Run();
     }
 
     // One check: the counting pass over every reference, then the comparison with the stored counts.
@@ -73,10 +73,12 @@ internal static class Qcow2Check
         private readonly List<string> _problems = new(), _unrepairable = new();
         private readonly List<Qcow2Reference> _blocks = new();
         private readonly Qcow2StoredRefcounts _stored;
+        private readonly CancellationToken _cancel;
         private long _corruptions, _checkErrors, _allocated, _fragmented, _compressed, _nextContiguous, _counted;
 
-        public Counter(IStorage storage, Qcow2Header header)
+        public Counter(IStorage storage, Qcow2Header header, CancellationToken cancel)
         {
+            _cancel = cancel;
             _storage = storage;
             _header = header;
             _g = new Qcow2Geometry(header.ClusterBits);
@@ -130,6 +132,7 @@ internal static class Qcow2Check
 
         private void Visit(Qcow2Reference r)
         {
+            _cancel.ThrowIfCancellationRequested();
             switch (r.Kind)
             {
                 case Qcow2ReferenceKind.RefcountBlock:

@@ -23,14 +23,15 @@ internal sealed partial class Qcow2Image
     /// Checks the image in <paramref name="storage"/> and, unless <paramref name="repair"/> is false or the check finds
     /// nothing to fix or damage a repair cannot fix safely, repairs it (<paramref name="all"/>: also counts lower than
     /// their references). Closes <paramref name="storage"/>. Returns the check made before, and what was fixed (null
-    /// when nothing was written).
+    /// when nothing was written). <paramref name="cancel"/> stops the check; a repair, once begun, runs to its end.
     /// </summary>
-    public static (Qcow2CheckAnalysis Before, Qcow2RepairCounts? Fixed) CheckAndRepair(IStorage storage, bool repair, bool all)
+    public static (Qcow2CheckAnalysis Before, Qcow2RepairCounts? Fixed) CheckAndRepair(IStorage storage, bool repair, bool all,
+        CancellationToken cancel = default)
     {
         Qcow2CheckAnalysis analysis;
         try
         {
-            analysis = Qcow2Check.Analyze(storage);
+            analysis = Qcow2Check.Analyze(storage, cancel);
             Qcow2Driver.CheckFeatures(analysis.Header, storage.Name, writable: false);
         }
         catch
