@@ -34,7 +34,8 @@ Describe 'Optimize-VDisk' -Skip:$SkipQemu {
         $result | Should -BeOfType VDisk.PowerShell.VDiskOptimizeResult
         $result.Path | Should -Be $image
         $result.Full | Should -Be ($_ -eq 'full')
-        $result.BytesWonBack | Should -BeGreaterOrEqual 16MB
+        # The zeroed clusters lie between data, so they become a hole; ext4 may spend a block of its extent tree on it.
+        $result.BytesWonBack | Should -BeGreaterOrEqual (16MB - 64KB)
         $result.AllocatedAfter | Should -Be ($result.AllocatedBefore - $result.BytesWonBack)
         Get-GuestHash $image | Should -Be $guest
         $check = Get-QemuCheck $image

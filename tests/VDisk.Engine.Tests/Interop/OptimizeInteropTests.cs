@@ -35,9 +35,12 @@ public class OptimizeInteropTests
         var result = OptimizeImage.Run(path, full);
 
         Assert.Equal(full, result.Full);
-        Assert.True(result.BytesWonBack >= Zeroed, $"won back {result.BytesWonBack} bytes, fewer than the {Zeroed} zeroed ({result})");
+        // The zeroed clusters lie between data, so quick mode punches a hole; the file system may spend a block of its
+        // own (an ext4 extent-tree block) on describing it, which is not the image's to give back.
+        long slack = full ? 0 : 64 << 10;
+        Assert.True(result.BytesWonBack >= Zeroed - slack, $"won back {result.BytesWonBack} bytes, fewer than the {Zeroed} zeroed ({result})");
         Assert.Equal(new FileInfo(path).Length, result.LengthAfter);
-        Assert.True(result.AllocatedAfter <= result.AllocatedBefore - Zeroed);
+        Assert.Equal(result.AllocatedBefore - result.BytesWonBack, result.AllocatedAfter);
         if (!full) Assert.Equal(Zeroed / 65536, result.ZeroedClusters);
         Assert.Equal(guest, GuestHash(dir, path));
         Qemu.CheckClean(path);
