@@ -57,7 +57,6 @@ public static class OptimizeImage
         try
         {
             analysis = Inspect(storage, path, cancel);
-            Qcow2Driver.CheckFeatures(analysis.Header, path, writable: true);
             image = Qcow2Image.Open(storage, writable: true, Qcow2CacheBudget.Default);
         }
         catch
@@ -114,13 +113,19 @@ public static class OptimizeImage
         return new OptimizeResult { Path = path, Full = true };
     }
 
-    // The image must be qcow2, consistent and clean (leaks allowed: quick mode gives them back).
+    // The image must be qcow2 with features the engine handles, consistent and clean (leaks allowed: quick mode gives
+    // them back); dirty and corrupt images get the advice to repair them first.
     private static Qcow2CheckAnalysis Inspect(IStorage storage, string path, CancellationToken cancel)
     {
         var format = FormatProbe.Probe(storage).Format;
         if (format != ImageFormat.Qcow2)
             throw VDiskException.Unsupported(path, $"{path} is {FormatProbe.Name(format)}; Optimize-VDisk works on qcow2 images (Convert-VDisk rewrites any image compactly).");
-        var analysis = Qcow2Check.Analyze(storage, cancel);
+        var analysis = Qcow2Check.Analyze(storage, cancel, h =>
+        {
+            Qcow2Driver.CheckFeatures(h, path, writable: false);
+            if (h.CryptMethod != 0 || h.Extensions.Any(e => e.Type == Qcow2HeaderExtension.FullDiskEncryptionType))
+                throw VDiskException.Unsupported(path, $"{path} is encrypted; Optimize-VDisk cannot tell which of its clusters read as zeroes.");
+        });
         var r = analysis.Report;
         if (r.Corruptions > 0 || r.CheckErrors > 0 || r.Dirty || r.MarkedCorrupt)
             throw VDiskException.Corrupt(path, $"{path} is not consistent ({r.Corruptions} corruption(s){(r.Dirty ? ", dirty" : "")}); " +

@@ -1,7 +1,7 @@
 // Optimize beside qemu-img: the guest writes a lot of data and then zeroes it (64 MiB here, the 500 MiB with
 // VDISK_POWERLOSS_FULL=1); quick and full mode must each shrink the file on disk by at least that much, leave the guest
 // content unchanged (sha256 of qemu-img convert -O raw) and the image clean for qemu-img check. An overlay keeps its
-// backing file through a full rewrite; internal snapshots and dirty images are refused.
+// backing file through a full rewrite; internal snapshots, dirty and encrypted images are refused.
 using System.Security.Cryptography;
 using VDisk.Engine.Core;
 using VDisk.Engine.Operations;
@@ -103,6 +103,21 @@ public class OptimizeInteropTests
         e = Assert.Throws<VDiskException>(() => OptimizeImage.Run(lazy));
         Assert.Contains("Test-VDisk -Repair All", e.Message);
         Assert.Equal(before, Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(lazy))));
+    }
+
+    [SkippableFact]
+    public void EncryptedImagesAreCheckedButNotOptimized()
+    {
+        Qemu.Require();
+        using var dir = new TempFolder();
+        string path = dir.File("luks.qcow2");
+        Qemu.Img("create", "-q", "-f", "qcow2", "--object", "secret,id=s0,data=secret", "-o", "encrypt.format=luks,encrypt.key-secret=s0", path, "16M");
+        Assert.True(CheckImage.Run(path).IsHealthy); // the LUKS header's clusters are counted
+        string before = Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path)));
+        var e = Assert.Throws<VDiskException>(() => OptimizeImage.Run(path));
+        Assert.Equal(VDiskErrorKind.Unsupported, e.Kind);
+        Assert.Contains("encrypted", e.Message);
+        Assert.Equal(before, Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path))));
     }
 
     private static string GuestHash(TempFolder dir, string path)

@@ -52,12 +52,16 @@ internal static class Qcow2Check
     /// <summary>Checks the image in <paramref name="storage"/> (read only).</summary>
     public static Qcow2CheckReport Run(IStorage storage) => Analyze(storage).Report;
 
-    /// <summary>Checks the image and keeps the per-cluster reference counts a repair needs; <paramref name="cancel"/> stops it.</summary>
-    internal static Qcow2CheckAnalysis Analyze(IStorage storage, CancellationToken cancel = default)
+    /// <summary>
+    /// Checks the image and keeps the per-cluster reference counts a repair needs. <paramref name="accept"/> sees the
+    /// header first and may refuse the image (features the engine cannot walk); <paramref name="cancel"/> stops the check.
+    /// </summary>
+    internal static Qcow2CheckAnalysis Analyze(IStorage storage, CancellationToken cancel = default, Action<Qcow2Header>? accept = null)
     {
         var cluster0 = new byte[2 << 20];
         storage.ReadAt(0, cluster0);
         var header = Qcow2Header.Parse(cluster0, storage.Name);
+        accept?.Invoke(header);
         return new Counter(storage, header, cancel).Run();
     }
 

@@ -31,8 +31,7 @@ internal sealed partial class Qcow2Image
         Qcow2CheckAnalysis analysis;
         try
         {
-            analysis = Qcow2Check.Analyze(storage, cancel);
-            Qcow2Driver.CheckFeatures(analysis.Header, storage.Name, writable: false);
+            analysis = Qcow2Check.Analyze(storage, cancel, h => Qcow2Driver.CheckFeatures(h, storage.Name, writable: false));
         }
         catch
         {
