@@ -7,13 +7,14 @@
     Author               = 'VDisk contributors'
     CompanyName          = 'VDisk'
     Copyright            = '(c) VDisk contributors'
-    Description          = 'Create, inspect, convert, compare and snapshot virtual disk images (raw, qcow2, VMDK, VDI) from PowerShell without QEMU: a qemu-img replacement whose cmdlets write objects to the pipeline.'
+    Description          = 'Create, inspect, convert, compare, snapshot, resize, check and repair virtual disk images (raw, qcow2, VMDK, VDI) from PowerShell without QEMU: a qemu-img replacement whose cmdlets write objects to the pipeline.'
     PowerShellVersion    = '7.4'
     CompatiblePSEditions = @('Core')
     FormatsToProcess     = @('VDisk.format.ps1xml')
     CmdletsToExport      = @('New-VDisk', 'Get-VDisk', 'Get-VDiskChain', 'Convert-VDisk', 'Compare-VDisk',
                              'Checkpoint-VDisk', 'Get-VDiskSnapshot', 'Restore-VDiskSnapshot', 'Remove-VDiskSnapshot',
-                             'Merge-VDiskChain', 'Set-VDisk', 'Resize-VDisk', 'Get-VDiskMap', 'Measure-VDisk')
+                             'Merge-VDiskChain', 'Set-VDisk', 'Resize-VDisk', 'Get-VDiskMap', 'Measure-VDisk', 'Test-VDisk',
+                             'Optimize-VDisk')
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()

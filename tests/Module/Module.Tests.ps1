@@ -9,8 +9,8 @@ BeforeAll {
 Describe 'Module manifest and staged folder' {
     It 'exports exactly its cmdlets and no functions or aliases' {
         ($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Checkpoint-VDisk', 'Compare-VDisk', 'Convert-VDisk', 'Get-VDisk', 'Get-VDiskChain',
-            'Get-VDiskMap', 'Get-VDiskSnapshot', 'Measure-VDisk', 'Merge-VDiskChain', 'New-VDisk', 'Remove-VDiskSnapshot', 'Resize-VDisk',
-            'Restore-VDiskSnapshot', 'Set-VDisk')
+            'Get-VDiskMap', 'Get-VDiskSnapshot', 'Measure-VDisk', 'Merge-VDiskChain', 'New-VDisk', 'Optimize-VDisk', 'Remove-VDiskSnapshot',
+            'Resize-VDisk', 'Restore-VDiskSnapshot', 'Set-VDisk', 'Test-VDisk')
         $module.ExportedFunctions.Count | Should -Be 0
         $module.ExportedAliases.Count | Should -Be 0
     }

@@ -96,6 +96,28 @@ public static class ImageChain
     public static IImageDriver OpenFile(string path, ImageFormat? format, bool writable, CacheMode cache = CacheMode.Writeback,
         string? snapshot = null, bool forceShare = false)
     {
+        var storage = OpenStorage(path, writable, cache, forceShare);
+        try
+        {
+            var probe = format is null ? FormatProbe.Probe(storage) : null;
+            if (probe?.Warning is { } warning) EngineWarnings.Warn(warning);
+            var actual = format ?? probe!.Format;
+            bool confine = probe?.Format == ImageFormat.Vmdk; // a probed VMDK names files in its own folder only
+            return snapshot is null ? ImageDrivers.Open(storage, actual, writable, confine) : ImageDrivers.OpenSnapshot(storage, actual, snapshot);
+        }
+        catch
+        {
+            storage.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Opens an image file's storage, with QEMU's locks (none with <paramref name="forceShare"/> when reading), after
+    /// checking it is a regular file or block device; no format is probed.
+    /// </summary>
+    internal static IStorage OpenStorage(string path, bool writable, CacheMode cache = CacheMode.Writeback, bool forceShare = false)
+    {
         if (path.Contains('\0')) throw VDiskException.Invalid(path, $"'{StoredFileNames.Printable(path)}': a path cannot contain a NUL character.");
         path = System.IO.Path.GetFullPath(path);
         if (Directory.Exists(path))
@@ -122,19 +144,7 @@ public static class ImageChain
         {
             throw new VDiskException(VDiskErrorKind.IoError, path, $"{path}: {e.Message}", e);
         }
-        try
-        {
-            var probe = format is null ? FormatProbe.Probe(storage) : null;
-            if (probe?.Warning is { } warning) EngineWarnings.Warn(warning);
-            var actual = format ?? probe!.Format;
-            bool confine = probe?.Format == ImageFormat.Vmdk; // a probed VMDK names files in its own folder only
-            return snapshot is null ? ImageDrivers.Open(storage, actual, writable, confine) : ImageDrivers.OpenSnapshot(storage, actual, snapshot);
-        }
-        catch
-        {
-            storage.Dispose();
-            throw;
-        }
+        return storage;
     }
 
     /// <summary>

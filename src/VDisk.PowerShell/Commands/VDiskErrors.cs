@@ -16,6 +16,8 @@ internal static class VDiskErrors
     public const string AmbiguousSnapshotId = "AmbiguousSnapshot";
     /// <summary>Error id for one -DestinationPath given for several inputs.</summary>
     public const string AmbiguousDestinationId = "AmbiguousDestination";
+    /// <summary>Error id for a repair refused because the damage cannot be fixed safely.</summary>
+    public const string NotRepairableId = "ImageNotRepairable";
     /// <summary>Error id for an exception VDisk did not expect: a bug, reported about the image it happened on.</summary>
     public const string InternalErrorId = "InternalError";
 
@@ -110,6 +112,12 @@ internal static class VDiskErrors
         Record(new ArgumentException($"-DestinationPath '{destination}' names one output, but {inputCount} images were given; " +
                 "leave -DestinationPath out to write each output beside its input, named after it."),
             (AmbiguousDestinationId, ErrorCategory.InvalidArgument), destination);
+
+    /// <summary>An ImageNotRepairable error: the check found damage a repair cannot fix safely, so nothing was written.</summary>
+    public static ErrorRecord NotRepairable(string image, IEnumerable<string> reasons) =>
+        Record(new InvalidOperationException($"{image} was not repaired, and not changed: {string.Join("; ", reasons.Take(5))}. " +
+                "Copy out what still reads (Convert-VDisk) or restore it from a backup."),
+            (NotRepairableId, ErrorCategory.InvalidData), image);
 
     private static ErrorRecord Record(Exception exception, (string Id, ErrorCategory Category) kind, string? target) =>
         new(exception, kind.Id, kind.Category, target);

@@ -76,8 +76,7 @@ public static class ChainCrashHarness
         {
             if (qcow2)
             {
-                var report = Qcow2Check.Run(new MemoryStorage(file.Name, crash.Bytes, canWrite: false));
-                if (report.Corruptions.Count > 0) return $"corruption: {string.Join("; ", report.Corruptions.Take(3))}";
+                if (Qcow2Consistency.Check(file.Name, crash.Bytes).Failure is { } failure) return failure;
             }
             if (qcow2 && qemuCheck)
             {

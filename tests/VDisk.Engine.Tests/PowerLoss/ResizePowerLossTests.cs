@@ -77,8 +77,8 @@ public class ResizePowerLossTests
     {
         try
         {
-            var report = Qcow2Check.Run(new MemoryStorage("crash.qcow2", bytes, canWrite: false));
-            if (report.Corruptions.Count > 0) return $"corruption: {string.Join("; ", report.Corruptions.Take(3))}";
+            (string? failure, bytes) = Qcow2Consistency.Check("crash.qcow2", bytes);
+            if (failure != null) return failure;
             using var disk = new VirtualDisk("crash.qcow2", Qcow2Driver.Open(new MemoryStorage("crash.qcow2", bytes, canWrite: false), false), null, false);
             if (disk.Length != old && disk.Length != size) return $"the size is {disk.Length}, neither {old} nor {size}";
             var actual = new byte[expected.Length];

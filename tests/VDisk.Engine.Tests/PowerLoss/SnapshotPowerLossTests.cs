@@ -110,12 +110,11 @@ public class SnapshotPowerLossTests
 
     private static string? Check(byte[] bytes, IReadOnlyList<State> allowed)
     {
-        var storage = new MemoryStorage("crash.qcow2", bytes, canWrite: false);
-        var report = Qcow2Check.Run(storage);
-        if (report.Corruptions.Count > 0) return $"corruption: {report.Corruptions[0]}";
+        var (failure, consistent) = Qcow2Consistency.Check("crash.qcow2", bytes);
+        if (failure != null) return failure;
         try
         {
-            using var disk = new VirtualDisk("crash.qcow2", Qcow2Driver.Open(new MemoryStorage("crash.qcow2", bytes, canWrite: false), false), null, false);
+            using var disk = new VirtualDisk("crash.qcow2", Qcow2Driver.Open(new MemoryStorage("crash.qcow2", consistent, canWrite: false), false), null, false);
             var state = StateOf(disk, Qcow2SnapshotTests.Image(disk));
             return allowed.Contains(state) ? null : $"{state} is neither {string.Join(" nor ", allowed)}";
         }

@@ -91,8 +91,8 @@ public class Qcow2CoreTests
         foreach (var (name, image, corrupt, leaks) in new[] { ("clean", bytes, false, 0L), ("leak", leaked, false, 1L), ("missing", missing, true, 0L) })
         {
             var report = Qcow2Check.Run(new MemoryStorage(name, image, canWrite: false));
-            Assert.Equal(corrupt, report.Corruptions.Count > 0);
-            Assert.Equal(leaks, report.LeakedClusters);
+            Assert.Equal(corrupt, report.Corruptions > 0);
+            Assert.Equal(leaks, report.Leaks);
             File.WriteAllBytes(dir.File(name), image);
             var (code, output) = Qemu.TryImg("check", "-f", "qcow2", dir.File(name));
             Assert.True(code == (corrupt ? 2 : leaks > 0 ? 3 : 0), $"{name}: qemu-img check exited {code}: {output}");

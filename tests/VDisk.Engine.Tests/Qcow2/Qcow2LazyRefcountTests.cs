@@ -1,8 +1,9 @@
 // Lazy refcounts: the dirty bit is on disk while the image is open for writing and cleared on a clean
-// close; an image left dirty is refused for writing until repaired, and readable meanwhile.
+// close; an image left dirty is refused for writing until repaired (Test-VDisk -Repair All), and readable meanwhile.
 using System.Buffers.Binary;
 using VDisk.Engine.Core;
 using VDisk.Engine.Formats.Qcow2;
+using VDisk.Engine.Operations;
 using VDisk.Engine.Tests.Support;
 
 namespace VDisk.Engine.Tests.Qcow2;
@@ -44,8 +45,14 @@ public class Qcow2LazyRefcountTests
         var e = Assert.Throws<VDiskException>(() => Images.OpenWritable(path));
         Assert.Equal(VDiskErrorKind.Corrupt, e.Kind);
         Assert.Contains("not closed cleanly", e.Message);
-        using var reader = Images.OpenReadOnly(path);
-        Assert.True(reader.Driver.Details.Dirty);
+        Assert.Contains("Test-VDisk -Repair All", e.Message);
+        using (var reader = Images.OpenReadOnly(path)) Assert.True(reader.Driver.Details.Dirty);
+
+        var repaired = CheckImage.Run(path, RepairMode.All); // what Test-VDisk -Repair All runs
+        Assert.True(repaired.IsHealthy);
+        Assert.False(IsDirtyOnDisk(path));
+        using var writer = Images.OpenWritable(path);
+        writer.Write(0, new byte[4096]);
     }
 
     private static bool IsDirtyOnDisk(string path)

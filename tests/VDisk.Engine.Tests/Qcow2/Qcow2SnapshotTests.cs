@@ -121,8 +121,8 @@ public class Qcow2SnapshotTests
             Assert.Empty(image.Snapshots());
         }
         var report = Qcow2Check.Run(storage);
-        Assert.Empty(report.Corruptions);
-        Assert.Equal(0, report.LeakedClusters);
+        Assert.Equal(0, report.Corruptions);
+        Assert.Equal(0, report.Leaks);
     }
 
     internal static Qcow2Image Image(VirtualDisk disk) => ((Qcow2Driver)disk.Driver).Image;

@@ -224,7 +224,8 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
         }
     }
 
-    private static void CheckFeatures(Qcow2Header header, string path, bool writable)
+    /// <summary>Refuses features the engine cannot handle; a writable open also refuses dirty, corrupt and encrypted images.</summary>
+    internal static void CheckFeatures(Qcow2Header header, string path, bool writable)
     {
         ulong unknown = header.IncompatibleFeatures & ~Qcow2Features.KnownIncompatible;
         if (unknown != 0)
@@ -239,9 +240,9 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
             throw VDiskException.Unsupported(path, "qcow2 images with extended L2 entries (subclusters) are not supported yet.");
         if (!writable) return;
         if (header.IsCorrupt)
-            throw new VDiskException(VDiskErrorKind.ReadOnly, path, $"{path}: the image is marked corrupt; it can only be opened read-only until it is repaired ('qemu-img check -r all').");
+            throw new VDiskException(VDiskErrorKind.ReadOnly, path, $"{path}: the image is marked corrupt; it can only be opened read-only until it is repaired (Test-VDisk -Repair All, or qemu-img check -r all).");
         if (header.IsDirty)
-            throw new VDiskException(VDiskErrorKind.Corrupt, path, $"{path}: the image was not closed cleanly (the dirty bit is set: lazy refcounts, or a snapshot operation cut short); its refcounts must be repaired ('qemu-img check -r all') before it is written.");
+            throw new VDiskException(VDiskErrorKind.Corrupt, path, $"{path}: the image was not closed cleanly (the dirty bit is set: lazy refcounts, or a snapshot operation cut short); its refcounts must be repaired (Test-VDisk -Repair All, or qemu-img check -r all) before it is written.");
         if (header.CryptMethod != 0)
             throw VDiskException.Unsupported(path, "encrypted qcow2 images are not supported.");
     }

@@ -98,19 +98,7 @@ internal sealed partial class Qcow2Image
             }
             WriteBackAll();
             _header.Update(h => h.Size = size); // its barriers make the cleared tables and the dropped counts durable first
-            TrimFreeTail();
+            CutFreeEnd(); // QEMU too cuts the file after a shrink
         }
-    }
-
-    // Cuts the file after its last used cluster (QEMU does this after a shrink). Only free clusters go: every table that
-    // pointed at them and their zero counts are durable by now.
-    private void TrimFreeTail()
-    {
-        WriteBackAll();
-        _order.Barrier("trim");
-        long last = (Storage.Length - 1) >> Geometry.ClusterBits;
-        while (last > 0 && Refcounts.Get(new ClusterIndex(last)) == 0) last--;
-        long length = (last + 1) << Geometry.ClusterBits;
-        if (length < Storage.Length) Storage.SetLength(length);
     }
 }

@@ -260,7 +260,7 @@ internal sealed partial class Qcow2Image : IDisposable
     }
 
     private VDiskException CorruptError() => new(VDiskErrorKind.Corrupt, Storage.Name,
-        $"{Storage.Name}: the image was marked corrupt after a metadata overlap; it must be repaired ('qemu-img check -r all') before it is written again.");
+        $"{Storage.Name}: the image was marked corrupt after a metadata overlap; it must be repaired (Test-VDisk -Repair All, or qemu-img check -r all) before it is written again.");
 
     private void PrepareForWriting()
     {

@@ -89,7 +89,7 @@ internal sealed class Qcow2OverlapGuard
         if (hit == Qcow2MetadataKind.None) return;
         string what = kind == Qcow2MetadataKind.None ? "guest data" : Describe(kind);
         string message = $"a write of {what} to host offset 0x{offset.Value:x} ({length} bytes) would overwrite the {Describe(hit)} " +
-            "(metadata overlap); the image is marked corrupt and must be repaired ('qemu-img check -r all') before it is written again.";
+            "(metadata overlap); the image is marked corrupt and must be repaired (Test-VDisk -Repair All, or qemu-img check -r all) before it is written again.";
         OnViolation?.Invoke(message);
         throw VDiskException.Corrupt(_path, message);
     }

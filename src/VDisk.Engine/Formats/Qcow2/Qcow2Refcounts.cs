@@ -143,6 +143,18 @@ internal sealed class Qcow2Refcounts
         }
     }
 
+    /// <summary>
+    /// Sets a cluster's refcount to the number of references a check counted (repair): a leaked cluster that drops to
+    /// zero is freed like any other. Nothing points at what a repair frees, so no store has to be written first.
+    /// </summary>
+    public void Repair(ClusterIndex cluster, long references)
+    {
+        Set(cluster, references);
+        if (references != 0) return;
+        if (cluster < _freeHint) _freeHint = cluster;
+        ClusterFreed?.Invoke(cluster);
+    }
+
     /// <summary>Called once every table is durable: clusters freed so far may be reused without more ado.</summary>
     public void ForgetFrees() => _freedSinceFlush.Clear();
 

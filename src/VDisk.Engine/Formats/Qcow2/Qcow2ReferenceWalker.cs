@@ -3,8 +3,11 @@
 // the snapshot table with each snapshot's L1, L2 tables and data, compressed extents, the bitmap directory
 // with its bitmap tables and data, and the encryption header — once per reference, as qemu-img check counts
 // them. Check, repair, snapshot create/delete and optimize are built on it. It reads a closed (or flushed)
-// image straight from its file and never allocates by a size an image claims.
+// image straight from its file and never allocates by a size an image claims. Like qemu-img check
+// (qcow2-refcount.c, check_refcounts_l1/l2), a misaligned L2 table or data cluster is still visited, with the raw
+// entry, so the caller can count it and judge the alignment; an unaligned refcount block cannot be followed.
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
 using VDisk.Engine.Core;
 using VDisk.Engine.Storage;
 
@@ -23,7 +26,11 @@ internal enum Qcow2ReferenceKind
 /// <param name="Offset">Where it starts.</param>
 /// <param name="Length">Its length in bytes (compressed extents are shorter than a cluster).</param>
 /// <param name="Copied">For active L2 tables and data: the COPIED flag of the entry pointing at it.</param>
-internal readonly record struct Qcow2Reference(Qcow2ReferenceKind Kind, HostOffset Offset, long Length, bool Copied = false);
+/// <param name="Entry">The raw table entry that points at the range (0 for ranges the header or a directory names).</param>
+/// <param name="Index">For L2 tables, the L1 index; for data and compressed clusters, the guest cluster; for refcount
+/// blocks, the refcount-table index.</param>
+internal readonly record struct Qcow2Reference(Qcow2ReferenceKind Kind, HostOffset Offset, long Length, bool Copied = false,
+    ulong Entry = 0, long Index = 0);
 
 /// <summary>Walks every reference of a qcow2 image.</summary>
 internal static class Qcow2ReferenceWalker
@@ -44,7 +51,7 @@ internal static class Qcow2ReferenceWalker
             var block = new HostOffset((long)(entry & Qcow2Entries.OffsetMask));
             if (block.IsNone) continue;
             if (!g.IsAligned(block)) problem($"refcount table entry {index} points to unaligned offset 0x{block.Value:x}");
-            else visit(new(Qcow2ReferenceKind.RefcountBlock, block, g.ClusterSize));
+            else visit(new(Qcow2ReferenceKind.RefcountBlock, block, g.ClusterSize, Entry: entry, Index: index));
         }
 
         WalkL1(storage, header, g, header.L1TableOffset, header.L1Size, active: true, "active L1 table", visit, problem);
@@ -75,31 +82,33 @@ internal static class Qcow2ReferenceWalker
         foreach (var (l1Index, l1Entry) in ReadEntries(storage, l1Offset, l1Size))
         {
             var l2 = new HostOffset((long)(l1Entry & Qcow2Entries.OffsetMask));
-            if (l2.IsNone) continue;
-            if (!g.IsAligned(l2))
-            {
-                problem($"{what} entry {l1Index} points to unaligned offset 0x{l2.Value:x}");
-                continue;
-            }
-            visit(new(active ? Qcow2ReferenceKind.ActiveL2 : Qcow2ReferenceKind.SnapshotL2, l2, g.ClusterSize, (l1Entry & Qcow2Entries.Copied) != 0));
+            visit(new(active ? Qcow2ReferenceKind.ActiveL2 : Qcow2ReferenceKind.SnapshotL2, l2, g.ClusterSize,
+                (l1Entry & Qcow2Entries.Copied) != 0, l1Entry, l1Index));
+            if (l2.IsNone) continue; // an entry of reserved bits only
             storage.ReadAt(l2.Value, table);
+            var raw = MemoryMarshal.Cast<byte, ulong>(table.AsSpan());
             for (int i = 0; i < g.L2Entries; i++)
             {
+                int skip = raw[i..].IndexOfAnyExcept(0UL); // runs of empty entries, vectorised
+                if (skip < 0) break;
+                i += skip;
                 ulong entry = BinaryPrimitives.ReadUInt64BigEndian(table.AsSpan(i * 8));
-                long guest = ((l1Index << g.L2Bits) + i) << g.ClusterBits;
-                if (header.Version < 3 && (entry & (Qcow2Entries.ZeroFlag | Qcow2Entries.CompressedFlag)) == Qcow2Entries.ZeroFlag)
-                    problem($"the L2 entry for guest offset 0x{guest:x} ({what}) has the zero flag, which a version 2 image cannot have");
+                long guest = (l1Index << g.L2Bits) + i;
                 switch (Qcow2Entries.Classify(entry, header.Version))
                 {
                     case L2EntryKind.Normal:
                     case L2EntryKind.ZeroAllocated:
                         var data = new HostOffset((long)(entry & Qcow2Entries.OffsetMask));
-                        if (!g.IsAligned(data)) problem($"the L2 entry for guest offset 0x{guest:x} ({what}) points to unaligned offset 0x{data.Value:x}");
-                        else visit(new(active ? Qcow2ReferenceKind.Data : Qcow2ReferenceKind.SnapshotData, data, g.ClusterSize, (entry & Qcow2Entries.Copied) != 0));
+                        visit(new(active ? Qcow2ReferenceKind.Data : Qcow2ReferenceKind.SnapshotData, data, g.ClusterSize,
+                            (entry & Qcow2Entries.Copied) != 0, entry, guest));
                         break;
                     case L2EntryKind.Compressed:
                         var (offset, length) = Qcow2Entries.CompressedExtent(entry, g.ClusterBits);
-                        visit(new(active ? Qcow2ReferenceKind.Compressed : Qcow2ReferenceKind.SnapshotCompressed, new HostOffset(offset), length));
+                        visit(new(active ? Qcow2ReferenceKind.Compressed : Qcow2ReferenceKind.SnapshotCompressed, new HostOffset(offset), length,
+                            Entry: entry, Index: guest));
+                        break;
+                    case L2EntryKind.Unallocated or L2EntryKind.Zero when (entry & Qcow2Entries.L2ReservedMask) != 0:
+                        problem($"the L2 entry for guest cluster {guest} ({what}) has reserved bits set: 0x{entry:x16}");
                         break;
                 }
             }
@@ -124,10 +133,15 @@ internal static class Qcow2ReferenceWalker
     {
         uint count = BinaryPrimitives.ReadUInt32BigEndian(extension);
         long directorySize = (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(extension.AsSpan(8)), 64UL << 20);
-        long directoryOffset = (long)BinaryPrimitives.ReadUInt64BigEndian(extension.AsSpan(16));
-        visit(new(Qcow2ReferenceKind.BitmapDirectory, new HostOffset(directoryOffset), directorySize));
+        ulong directoryOffset = BinaryPrimitives.ReadUInt64BigEndian(extension.AsSpan(16));
+        if (directoryOffset % (ulong)g.ClusterSize != 0 || directoryOffset + (ulong)directorySize > (ulong)storage.Length)
+        {
+            problem($"the bitmap directory at 0x{directoryOffset:x} ({directorySize} bytes) is misaligned or lies beyond the end of the file");
+            return;
+        }
+        visit(new(Qcow2ReferenceKind.BitmapDirectory, new HostOffset((long)directoryOffset), directorySize));
         var directory = new byte[directorySize];
-        storage.ReadAt(directoryOffset, directory);
+        storage.ReadAt((long)directoryOffset, directory);
         int pos = 0;
         for (uint i = 0; i < count && pos + 24 <= directory.Length; i++)
         {
@@ -135,6 +149,12 @@ internal static class Qcow2ReferenceWalker
             uint tableSize = Math.Min(BinaryPrimitives.ReadUInt32BigEndian(directory.AsSpan(pos + 8)), 1u << 24);
             int nameSize = BinaryPrimitives.ReadUInt16BigEndian(directory.AsSpan(pos + 18));
             uint extraSize = Math.Min(BinaryPrimitives.ReadUInt32BigEndian(directory.AsSpan(pos + 20)), 1u << 20);
+            pos += (int)((24 + extraSize + nameSize + 7) & ~7L);
+            if (tableOffset < 0 || tableOffset % g.ClusterSize != 0 || tableOffset + tableSize * 8L > storage.Length)
+            {
+                problem($"the table of bitmap {i} at 0x{tableOffset:x} is misaligned or lies beyond the end of the file");
+                continue;
+            }
             visit(new(Qcow2ReferenceKind.BitmapTable, new HostOffset(tableOffset), tableSize * 8L));
             foreach (var (index, entry) in ReadEntries(storage, tableOffset, tableSize))
             {
@@ -143,7 +163,6 @@ internal static class Qcow2ReferenceWalker
                 if (!g.IsAligned(data)) problem($"bitmap {i} table entry {index} points to unaligned offset 0x{data.Value:x}");
                 else visit(new(Qcow2ReferenceKind.BitmapData, data, g.ClusterSize));
             }
-            pos += (int)((24 + extraSize + nameSize + 7) & ~7L);
         }
     }
 

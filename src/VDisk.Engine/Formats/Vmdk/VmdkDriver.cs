@@ -66,6 +66,9 @@ public sealed class VmdkDriver : IImageDriver, ICompressedClusterWriter
     public int CompressionUnit => ClusterSize;
 
     private IEnumerable<VmdkSparseExtent> Sparse => _extents.OfType<VmdkSparseExtent>();
+
+    /// <summary>The sparse extents (for the table check).</summary>
+    internal IReadOnlyList<VmdkSparseExtent> SparseExtents => Sparse.ToList();
     private VmdkStreamWriter? Stream => Sparse.FirstOrDefault()?.Stream;
 
     /// <summary>

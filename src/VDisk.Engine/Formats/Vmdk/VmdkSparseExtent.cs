@@ -35,6 +35,9 @@ internal sealed class VmdkSparseExtent : VmdkExtent
         if (writable && header.IsCompressed) Stream = new VmdkStreamWriter(this, _tables);
     }
 
+    /// <summary>The grain directories and tables.</summary>
+    internal VmdkGrainTables Tables => _tables;
+
     /// <summary>The header in force (the footer's, for a stream-optimized extent with its directory at the end).</summary>
     public VmdkSparseHeader Header { get; }
 
