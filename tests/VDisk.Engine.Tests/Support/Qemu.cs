@@ -35,7 +35,7 @@ public static class Qemu
     /// <summary>`qemu-img check --output=json`; asserts no corruptions, no leaks, no check errors.</summary>
     public static JsonElement CheckClean(string path)
     {
-        var (code, output) = TryRun("qemu-img", "check", "--output=json", path);
+        var (code, output) = TryRunAfterClose("qemu-img", "check", "--output=json", path);
         Assert.True(code == 0, $"qemu-img check {path} exited {code}:\n{output}");
         using var doc = JsonDocument.Parse(output);
         var root = doc.RootElement.Clone();
@@ -51,7 +51,7 @@ public static class Qemu
         args.AddRange(formatArgs);
         args.Add(a);
         args.Add(b);
-        var (code, output) = TryRun("qemu-img", args.ToArray());
+        var (code, output) = TryRunAfterClose("qemu-img", args.ToArray());
         Assert.True(code == 0, $"qemu-img compare {a} {b} exited {code}: {output}");
     }
 
@@ -65,6 +65,21 @@ public static class Qemu
     }
 
     private static (int, string) TryRun(string tool, params string[] args) => HostSetup.TryRun(tool, args);
+
+    // For checks made after our code has closed the image. Tests run in parallel, and a child process another test
+    // forks in the moment we close a file shares our open file description (and with it QEMU's lock) until it execs;
+    // qemu-img then fails on the lock for a few milliseconds. Such a lock failure is retried briefly; any other result
+    // is returned as it is.
+    private static (int, string) TryRunAfterClose(string tool, params string[] args)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            var (code, output) = TryRun(tool, args);
+            if (code == 0 || attempt == 5 || !output.Contains("lock", StringComparison.Ordinal) || !output.Contains("Failed to get", StringComparison.Ordinal))
+                return (code, output);
+            Thread.Sleep(100 * attempt);
+        }
+    }
 
     private static bool Which(string tool) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
