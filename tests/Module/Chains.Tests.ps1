@@ -95,11 +95,6 @@ BeforeAll {
     }
 
     # A pwsh runspace with the module and no host to ask the user: a confirmation prompt there is an error.
-    function New-ModuleRunspace {
-        $ps = [powershell]::Create()
-        $null = $ps.AddCommand('Import-Module').AddParameter('Name', (Get-Module VDisk).Path).AddStatement()
-        $ps
-    }
 }
 
 AfterAll {

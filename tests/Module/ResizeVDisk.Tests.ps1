@@ -53,6 +53,22 @@ Describe 'Resize-VDisk grows and shrinks <_> images' -Skip:$SkipQemu -ForEach 'q
         (Get-QemuInfo $image).'virtual-size' | Should -Be 24MB
     }
 
+    It 'asks before a shrink (refused where no one can answer, nothing changes); -Force does not ask' {
+        $ps = New-ModuleRunspace
+        try {
+            $null = $ps.AddCommand('Resize-VDisk').AddParameter('LiteralPath', $image).AddParameter('SizeBytes', [uint64]8MB).AddParameter('Shrink')
+            $null = $ps.Invoke()
+            $ps.Streams.Error[0].FullyQualifiedErrorId | Should -BeLike 'HostFunctionNotImplemented,*ResizeVDiskCommand'
+        } finally {
+            $ps.Dispose()
+        }
+        (Get-QemuInfo $image).'virtual-size' | Should -Be 24MB
+        $before = Get-GuestSha $image 8MB
+        Resize-VDisk -Path $image -SizeBytes 8MB -Shrink -Force
+        (Get-QemuInfo $image).'virtual-size' | Should -Be 8MB
+        Get-GuestSha $image 8MB | Should -Be $before
+    }
+
     It 'shrinks with -Shrink -Confirm:$false, keeping the data below the new end' {
         $before = Get-GuestSha $image 4MB
         Resize-VDisk -Path $image -SizeBytes 4MB -Shrink -Confirm:$false

@@ -114,3 +114,10 @@ function Invoke-ChildPwsh([string] $Command) {
     if ($LASTEXITCODE -ne 0) { throw "child pwsh exited with $LASTEXITCODE`n$($output -join "`n")" }
     $output -join "`n"
 }
+
+# A runspace without a host (no one can answer a question there) with the module loaded: for tests of what asks first.
+function New-ModuleRunspace {
+    $ps = [powershell]::Create()
+    $null = $ps.AddCommand('Import-Module').AddParameter('Name', (Get-Module VDisk).Path).AddStatement()
+    $ps
+}

@@ -22,6 +22,10 @@ public sealed class ResizeVDiskCommand : ImageInputCmdletBase
     [Parameter]
     public SwitchParameter Shrink { get; set; }
 
+    /// <summary>With -Shrink: does not ask first (for scripts), as -Confirm:$false does.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
     /// <summary>How the new area is reserved when growing (default Off: sparse).</summary>
     [Parameter]
     public Preallocation Preallocation { get; set; }
@@ -33,8 +37,6 @@ public sealed class ResizeVDiskCommand : ImageInputCmdletBase
     /// <summary>Writes each resized image's VDiskInfo.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
-
-    private bool _yesToAll, _noToAll;
 
     /// <summary>Checks the size before any image is touched.</summary>
     protected override void BeginProcessing()
@@ -54,20 +56,11 @@ public sealed class ResizeVDiskCommand : ImageInputCmdletBase
         string action = Shrink
             ? $"Resize to {size} bytes ({HumanSize.Format(size)}), deleting the data past the new end if it is smaller"
             : $"Resize to {size} bytes ({HumanSize.Format(size)})";
-        if (!ShouldProcess(fullPath, action) || !ConfirmShrink(fullPath, action)) return;
+        if (!ShouldProcess(fullPath, action) || (Shrink && !ConfirmHighImpact(Force, $"{action}: {fullPath}", "Shrink a disk image"))) return;
         var options = new ResizeOptions { Size = size, Shrink = Shrink, Preallocation = Preallocation, Format = format };
         if (Attempt(fullPath, () => RunWithProgress("Resize-VDisk", $"Resizing {System.IO.Path.GetFileName(fullPath)}", 0,
                 (meter, cancel) => ResizeImage.Run(fullPath, options, meter, cancel))) is null) return;
         if (PassThru && Attempt(fullPath, () => RunCancellable(cancel => InspectImage.Run(fullPath, format, cancel))) is { } info)
             WriteObject(VDiskInfo.From(info));
-    }
-
-    // A shrink is a high-impact change: asked about unless -Confirm:$false or $ConfirmPreference is None (when -Confirm
-    // is given, ShouldProcess has asked already).
-    private bool ConfirmShrink(string target, string action)
-    {
-        if (!Shrink || IsBound("Confirm")) return true;
-        if (GetVariableValue("ConfirmPreference") is ConfirmImpact.None) return true;
-        return ShouldContinue($"{action}: {target}", "Shrink a disk image", ref _yesToAll, ref _noToAll);
     }
 }

@@ -43,7 +43,6 @@ public sealed class SetVDiskCommand : ImageInputCmdletBase
     public SwitchParameter PassThru { get; set; }
 
     private string? _backingFull;
-    private bool _yesToAll, _noToAll;
 
     /// <summary>Resolves -BackingPath against the PowerShell location before any image is read.</summary>
     protected override void BeginProcessing()
@@ -57,7 +56,7 @@ public sealed class SetVDiskCommand : ImageInputCmdletBase
     /// <summary>Rebases one image, after ShouldProcess (and, for -Unsafe, the confirmation a high-impact change gets).</summary>
     protected override void ProcessImage(string fullPath)
     {
-        if (!ShouldProcess(fullPath, Describe()) || !ConfirmUnsafe(fullPath)) return;
+        if (!ShouldProcess(fullPath, Describe()) || (Unsafe && !ConfirmHighImpact(Force, $"{Describe()}: {fullPath}", "Unsafe rebase"))) return;
         var options = new RebaseOptions
         {
             BackingPath = _backingFull,
@@ -80,13 +79,4 @@ public sealed class SetVDiskCommand : ImageInputCmdletBase
         (true, null) => "Remove its backing file reference without copying data (unsafe: the guest view changes)",
         (true, _) => $"Point it at '{_backingFull}' without copying data (unsafe: the guest view changes unless the images match)",
     };
-
-    // -Unsafe is a high-impact change, asked about as ConfirmImpact High would be: unless -Force or -Confirm was given
-    // (either way), or $ConfirmPreference is None (never ask) or Low/Medium (ShouldProcess has just asked).
-    private bool ConfirmUnsafe(string target)
-    {
-        if (!Unsafe || Force || IsBound("Confirm")) return true;
-        if (GetVariableValue("ConfirmPreference") is ConfirmImpact preference && preference != ConfirmImpact.High) return true;
-        return ShouldContinue($"{Describe()}: {target}", "Unsafe rebase", ref _yesToAll, ref _noToAll);
-    }
 }

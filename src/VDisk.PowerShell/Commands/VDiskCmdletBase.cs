@@ -192,6 +192,20 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
     /// <summary>True when the parameter was given on the command line or bound from the pipeline.</summary>
     protected bool IsBound(string parameter) => MyInvocation.BoundParameters.ContainsKey(parameter);
 
+    private bool _yesToAll, _noToAll;
+
+    /// <summary>
+    /// Asks before the high-impact form of a medium-impact cmdlet (Resize-VDisk -Shrink, Set-VDisk -Unsafe) as a
+    /// ConfirmImpact High cmdlet would ask, once: not with -Force, nor when -Confirm was given either way or
+    /// $ConfirmPreference is below High (ShouldProcess has decided already), nor when it is None.
+    /// </summary>
+    protected bool ConfirmHighImpact(bool force, string query, string caption)
+    {
+        if (force || IsBound("Confirm")) return true;
+        if (GetVariableValue("ConfirmPreference") is ConfirmImpact preference && preference != ConfirmImpact.High) return true;
+        return ShouldContinue(query, caption, ref _yesToAll, ref _noToAll);
+    }
+
     // The target of an error about a path that did not resolve: its full path where one can be formed.
     private string FullPathOrAsTyped(string path)
     {
