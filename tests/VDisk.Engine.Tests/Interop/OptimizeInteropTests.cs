@@ -51,11 +51,7 @@ public class OptimizeInteropTests
     {
         Qemu.Require();
         using var dir = new TempFolder();
-        string baseImage = dir.File("base.qcow2"), overlay = dir.File("overlay.qcow2");
-        Qemu.Img("create", "-q", "-f", "qcow2", baseImage, "16M");
-        Qemu.Io("-t", "writeback", "-c", "write -P 0x11 0 16M", baseImage);
-        Qemu.Img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", overlay);
-        Qemu.Io("-t", "writeback", "-c", "write -P 0x22 1M 2M", "-c", "write -P 0 4M 4M", overlay); // zeroes over the backing's data
+        string overlay = OverlayOverFullBase(dir, "write -P 0x22 1M 2M", "write -P 0 4M 4M"); // zeroes over the backing's data
         string guest = GuestHash(dir, overlay);
         OptimizeImage.Run(overlay, full: true);
         Assert.Equal(guest, GuestHash(dir, overlay));
@@ -72,11 +68,7 @@ public class OptimizeInteropTests
     {
         Qemu.Require();
         using var dir = new TempFolder();
-        string baseImage = dir.File("base.qcow2"), overlay = dir.File("overlay.qcow2");
-        Qemu.Img("create", "-q", "-f", "qcow2", baseImage, "16M");
-        Qemu.Io("-t", "writeback", "-c", "write -P 0x11 0 16M", baseImage);
-        Qemu.Img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", overlay);
-        Qemu.Io("-t", "writeback", "-c", "write -P 0 4M 4M", overlay); // data clusters of zeroes hiding the backing's 0x11
+        string overlay = OverlayOverFullBase(dir, "write -P 0 4M 4M"); // data clusters of zeroes hiding the backing's 0x11
         string guest = GuestHash(dir, overlay);
         var result = OptimizeImage.Run(overlay);
         Assert.Equal(64, result.ZeroedClusters);
@@ -118,6 +110,17 @@ public class OptimizeInteropTests
         Assert.Equal(VDiskErrorKind.Unsupported, e.Kind);
         Assert.Contains("encrypted", e.Message);
         Assert.Equal(before, Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path))));
+    }
+
+    // overlay.qcow2 over a 16 MiB base.qcow2 filled with 0x11, after the qemu-io commands given.
+    private static string OverlayOverFullBase(TempFolder dir, params string[] overlayWrites)
+    {
+        string baseImage = dir.File("base.qcow2"), overlay = dir.File("overlay.qcow2");
+        Qemu.Img("create", "-q", "-f", "qcow2", baseImage, "16M");
+        Qemu.Io("-t", "writeback", "-c", "write -P 0x11 0 16M", baseImage);
+        Qemu.Img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", overlay);
+        Qemu.Io(new[] { "-t", "writeback" }.Concat(overlayWrites.SelectMany(w => new[] { "-c", w })).Append(overlay).ToArray());
+        return overlay;
     }
 
     private static string GuestHash(TempFolder dir, string path)
