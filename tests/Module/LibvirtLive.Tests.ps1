@@ -68,7 +68,6 @@ Describe 'Set-VDiskCache on a running domain' -Skip:$SkipLibvirt {
         }
         # virtio-blk's write cache follows the guest driver's negotiation (none runs here); scsi-hd shows the mode's.
         $flags[$scsi].writeback | Should -Be $WriteBack
-        # And the QEMU arguments VDisk writes for the same disk give QEMU the same flags.
     }
 
     It 'warns that a running domain applies a change at its next start, and defines it' {
