@@ -13,7 +13,10 @@ BeforeDiscovery {
 BeforeAll {
     . (Join-Path $PSScriptRoot 'TestSupport.ps1')
     . (Join-Path $PSScriptRoot 'LibvirtSupport.ps1')
-    if ($problem = Get-LibvirtProblem) { throw "The live libvirt tests cannot run: $problem (.ci/run installs and sets up libvirt)." }
+    if ($problem = Get-LibvirtProblem) {
+        if ($env:CI -ne 'true') { return } # every test is skipped (see BeforeDiscovery)
+        throw "The live libvirt tests cannot run: $problem (.ci/run installs and sets up libvirt)."
+    }
     $script:domain = "vdisk-test-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
     $script:daemon = Start-TestLibvirt
     $script:uri = $daemon.Uri
