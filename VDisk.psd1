@@ -14,7 +14,8 @@
     CmdletsToExport      = @('New-VDisk', 'Get-VDisk', 'Get-VDiskChain', 'Convert-VDisk', 'Compare-VDisk',
                              'Checkpoint-VDisk', 'Get-VDiskSnapshot', 'Restore-VDiskSnapshot', 'Remove-VDiskSnapshot',
                              'Merge-VDiskChain', 'Set-VDisk', 'Resize-VDisk', 'Get-VDiskMap', 'Measure-VDisk', 'Test-VDisk',
-                             'Optimize-VDisk')
+                             'Optimize-VDisk', 'Get-VDiskAttachment', 'Set-VDiskCache', 'New-VDiskAttachment',
+                             'ConvertTo-VDiskLibvirtXml', 'ConvertTo-VDiskQemuArgument')
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()

@@ -8,9 +8,10 @@ BeforeAll {
 
 Describe 'Module manifest and staged folder' {
     It 'exports exactly its cmdlets and no functions or aliases' {
-        ($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Checkpoint-VDisk', 'Compare-VDisk', 'Convert-VDisk', 'Get-VDisk', 'Get-VDiskChain',
-            'Get-VDiskMap', 'Get-VDiskSnapshot', 'Measure-VDisk', 'Merge-VDiskChain', 'New-VDisk', 'Optimize-VDisk', 'Remove-VDiskSnapshot',
-            'Resize-VDisk', 'Restore-VDiskSnapshot', 'Set-VDisk', 'Test-VDisk')
+        ($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Checkpoint-VDisk', 'Compare-VDisk', 'Convert-VDisk', 'ConvertTo-VDiskLibvirtXml',
+            'ConvertTo-VDiskQemuArgument', 'Get-VDisk', 'Get-VDiskAttachment', 'Get-VDiskChain', 'Get-VDiskMap', 'Get-VDiskSnapshot', 'Measure-VDisk',
+            'Merge-VDiskChain', 'New-VDisk', 'New-VDiskAttachment', 'Optimize-VDisk', 'Remove-VDiskSnapshot', 'Resize-VDisk', 'Restore-VDiskSnapshot',
+            'Set-VDisk', 'Set-VDiskCache', 'Test-VDisk')
         $module.ExportedFunctions.Count | Should -Be 0
         $module.ExportedAliases.Count | Should -Be 0
     }
@@ -49,7 +50,7 @@ Describe 'Format views' {
         $image = New-VDisk -Path (Join-Path $TestDrive 'view.qcow2') -SizeBytes 20GB
     }
 
-    It 'loads a table view for <_>' -ForEach 'VDisk.PowerShell.VDiskInfo', 'VDisk.PowerShell.VDiskChainNode', 'VDisk.PowerShell.VDiskComparison', 'VDisk.PowerShell.VDiskMapRange', 'VDisk.PowerShell.VDiskMeasurement' {
+    It 'loads a table view for <_>' -ForEach 'VDisk.PowerShell.VDiskInfo', 'VDisk.PowerShell.VDiskChainNode', 'VDisk.PowerShell.VDiskComparison', 'VDisk.PowerShell.VDiskMapRange', 'VDisk.PowerShell.VDiskMeasurement', 'VDisk.PowerShell.VDiskAttachment' {
         $view = Get-FormatData -TypeName $_
         $view.FormatViewDefinition.Control | Should -BeOfType System.Management.Automation.TableControl
     }
@@ -108,6 +109,11 @@ Describe 'Error id table' {
         @{ Kind = 'IoError'; Id = 'IOError'; Category = 'WriteError' }
         @{ Kind = 'NotInChain'; Id = 'BaseNotInChain'; Category = 'InvalidArgument' }
         @{ Kind = 'NoBacking'; Id = 'NoBackingFile'; Category = 'InvalidOperation' }
+        @{ Kind = 'DomainNotFound'; Id = 'DomainNotFound'; Category = 'ObjectNotFound' }
+        @{ Kind = 'DiskNotFound'; Id = 'DiskTargetNotFound'; Category = 'ObjectNotFound' }
+        @{ Kind = 'DomainRuleViolated'; Id = 'DomainRuleViolated'; Category = 'InvalidOperation' }
+        @{ Kind = 'InvalidDomainXml'; Id = 'InvalidDomainXml'; Category = 'InvalidData' }
+        @{ Kind = 'LibvirtFailed'; Id = 'LibvirtFailed'; Category = 'ResourceUnavailable' }
     ) {
         $result = $classify.Invoke($null, @([VDisk.Engine.Core.VDiskErrorKind]$Kind))
         $result.Item1 | Should -Be $Id

@@ -39,6 +39,16 @@ public enum VDiskErrorKind
     NotInChain,
     /// <summary>The operation needs a backing file and the image has none (a commit of a standalone image).</summary>
     NoBacking,
+    /// <summary>No libvirt domain has the given name.</summary>
+    DomainNotFound,
+    /// <summary>The domain has no disk with the given target name.</summary>
+    DiskNotFound,
+    /// <summary>The domain XML breaks a rule of libvirt's QEMU driver, which would refuse it.</summary>
+    DomainRuleViolated,
+    /// <summary>The text is not a libvirt domain XML document.</summary>
+    InvalidDomainXml,
+    /// <summary>virsh (libvirt) failed or is not installed.</summary>
+    LibvirtFailed,
 }
 
 /// <summary>An engine failure with a kind and the path of the file concerned.</summary>

@@ -41,6 +41,11 @@ internal static class VDiskErrors
         VDiskErrorKind.DestinationIsSource => (DestinationIsSourceId, ErrorCategory.InvalidArgument),
         VDiskErrorKind.NotInChain => ("BaseNotInChain", ErrorCategory.InvalidArgument),
         VDiskErrorKind.NoBacking => ("NoBackingFile", ErrorCategory.InvalidOperation),
+        VDiskErrorKind.DomainNotFound => ("DomainNotFound", ErrorCategory.ObjectNotFound),
+        VDiskErrorKind.DiskNotFound => ("DiskTargetNotFound", ErrorCategory.ObjectNotFound),
+        VDiskErrorKind.DomainRuleViolated => ("DomainRuleViolated", ErrorCategory.InvalidOperation),
+        VDiskErrorKind.InvalidDomainXml => ("InvalidDomainXml", ErrorCategory.InvalidData),
+        VDiskErrorKind.LibvirtFailed => ("LibvirtFailed", ErrorCategory.ResourceUnavailable),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "VDiskErrors.Classify has no entry for this kind."),
     };
 
