@@ -221,7 +221,7 @@ public class ResizeInteropTests
         Qemu.Img("snapshot", "-c", "s1", v2);
         Qemu.Img("create", "-q", "-f", "qcow2", q, "8M");
         Qemu.Img("create", "-q", "-f", "vmdk", vmdk, "8M");
-        Qemu.Img("create", "-q", "-f", "vdi", vdi, "8M");
+        Qemu.Img("create", "-q", "-f", "vdi", "-o", "static=on", vdi, "128M"); // a full map sector, every block allocated
 
         Assert.Equal(VDiskErrorKind.Unsupported, Refused(v2, new ResizeOptions { Size = 16 << 20 }));
         Assert.NotEqual(0, Qemu.TryImg("resize", v2, "16M").ExitCode);
@@ -232,7 +232,10 @@ public class ResizeInteropTests
         Assert.Equal(VDiskErrorKind.Unsupported, e.Kind);
         Assert.Contains("monolithicSparse", e.Message);
         Assert.Equal(8L << 20, Qemu.Info(q).GetProperty("virtual-size").GetInt64());
-        Assert.Equal(8L << 20, Qemu.Info(vdi).GetProperty("virtual-size").GetInt64());
+        var full = Assert.Throws<VDiskException>(() => ResizeImage.Run(vdi, new ResizeOptions { Size = 1L << 30 }));
+        Assert.Equal(VDiskErrorKind.Unsupported, full.Kind);
+        Assert.Contains("all 128 blocks allocated", full.Message);
+        Assert.Equal(128L << 20, Qemu.Info(vdi).GetProperty("virtual-size").GetInt64());
         Qemu.CheckClean(vdi);
     }
 

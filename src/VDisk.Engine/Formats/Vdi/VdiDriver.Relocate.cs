@@ -41,39 +41,55 @@ public sealed partial class VdiDriver
 
     // Moves every data block with an index below `shift` to a free index at or above it (unreferenced indices first, in
     // order, then past the end), so no guest block uses the first `shift` blocks. Returns the data area's end (an
-    // index) in the current numbering: at least `shift`, so the new numbering starts at zero.
+    // index) in the current numbering: at least `shift`, so the new numbering starts at zero. When the copies reach
+    // past blocks_in_image (an image with every block allocated), blocks_in_image grows with blocks_allocated, its extra
+    // entries unallocated in the old map's last sector; without room there the grow is refused before anything moves.
     private uint RelocateFirstBlocks(uint shift, CancellationToken cancel)
     {
         var used = new HashSet<uint>();
-        var moving = new List<(long Guest, uint From)>();
+        var moving = new List<(long Guest, uint From, uint To)>();
+        for (long g = 0; g < _map.Count; g++)
+            if (IsAllocated(g)) used.Add(_map[g]);
+        uint top = Math.Max(_header.BlocksAllocated, shift), candidate = shift;
         for (long g = 0; g < _map.Count; g++)
         {
-            if (!IsAllocated(g)) continue;
-            used.Add(_map[g]);
-            if (_map[g] < shift) moving.Add((g, _map[g]));
-        }
-        uint top = Math.Max(_header.BlocksAllocated, shift), candidate = shift;
-        var buffer = new byte[VdiHeader.BlockSize];
-        var targets = new List<uint>();
-        foreach (var (_, from) in moving)
-        {
-            cancel.ThrowIfCancellationRequested();
+            if (!IsAllocated(g) || _map[g] >= shift) continue;
             while (used.Contains(candidate)) candidate++;
-            targets.Add(candidate);
-            Storage.ReadAt(_header.BlockHostOffset(from), buffer);
-            Storage.WriteAt(_header.BlockHostOffset(candidate), buffer);
+            moving.Add((g, _map[g], candidate));
             top = Math.Max(top, ++candidate);
         }
         if (moving.Count == 0) return top;
+        uint inImage = Math.Max(_header.BlocksInImage, top);
+        if (_header.BlockMapOffset + inImage * 4L > _header.DataOffset)
+            throw VDiskException.Unsupported(Storage.Name,
+                $"{Storage.Name}: this VDI image has all {_header.BlocksInImage} blocks allocated and its block map has no room for the {inImage - _header.BlocksInImage} more entries that moving its first data blocks needs, so it cannot be grown past {(_header.DataOffset - _header.BlockMapOffset) / 4} blocks safely; convert it to a new VDI image of the new size (Convert-VDisk) instead.");
+
+        var buffer = new byte[VdiHeader.BlockSize];
+        foreach (var (_, from, to) in moving)
+        {
+            cancel.ThrowIfCancellationRequested();
+            Storage.ReadAt(_header.BlockHostOffset(from), buffer);
+            Storage.WriteAt(_header.BlockHostOffset(to), buffer);
+        }
         Storage.Flush(); // the copies are complete before anything counts or points at them
         if (top > _header.BlocksAllocated)
         {
+            if (inImage > _header.BlocksInImage)
+            {
+                var extra = new byte[(inImage - _header.BlocksInImage) * 4];
+                extra.AsSpan().Fill(0xff); // VDI_UNALLOCATED
+                Storage.WriteAt(_header.BlockMapOffset + _header.BlockMapLength, extra);
+                Storage.Flush(); // the extra entries are unallocated before the header counts them
+            }
+            var sector = new byte[VdiHeader.SectorSize];
+            Storage.ReadAt(0, sector);
+            VdiHeader.PutU32(sector, VdiHeader.BlocksInImageOffset, inImage);
+            VdiHeader.PutU32(sector, VdiHeader.BlocksAllocatedOffset, top);
+            Storage.WriteAt(0, sector);
             _header.BlocksAllocated = top;
-            _headerDirty = true;
-            WriteMetadata();
             Storage.Flush(); // blocks_allocated covers the copies before an entry points at one
         }
-        for (int i = 0; i < moving.Count; i++) _map.Set(moving[i].Guest, targets[i]);
+        foreach (var (guest, _, to) in moving) _map.Set(guest, to);
         _map.WriteBack(Storage, _header.BlockMapOffset);
         Storage.Flush(); // no entry points into the first blocks before the new map is written over them
         return top;

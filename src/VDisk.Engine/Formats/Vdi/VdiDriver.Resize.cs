@@ -24,6 +24,7 @@ public sealed partial class VdiDriver
             if (size > VdiHeader.MaxDiskSize)
                 throw VDiskException.Invalid(Storage.Name, $"A {size}-byte disk is too large for VDI (at most {VdiHeader.MaxDiskSize} bytes).");
             uint blocks = (uint)((size + VdiHeader.BlockSize - 1) / VdiHeader.BlockSize);
+            if (size >= VirtualSize) blocks = Math.Max(blocks, (uint)_map.Count); // a map longer than the size stays
             WriteMetadata();
             Storage.Flush();
             uint mapOffset = _header.BlockMapOffset, dataOffset = _header.DataOffset, allocated;
