@@ -112,6 +112,56 @@ public class ResizeInteropTests
             r => Assert.False(r.GetProperty("data").GetBoolean(), $"data past the old end at {r.GetProperty("start")}"));
     }
 
+    // Flat VMDK grows: the extent file first, then the descriptor's extent line and cylinders. qemu-img must see the
+    // new size, call it clean, read the old data unchanged and zeroes beyond, and qemu-io's writes there read back.
+    [SkippableTheory]
+    [InlineData("monolithicFlat", 48L << 20, Preallocation.Off)]
+    [InlineData("monolithicFlat", 48L << 20, Preallocation.Full)]
+    [InlineData("twoGbMaxExtentFlat", 40L << 20, Preallocation.Falloc)]
+    public void AFlatVmdkGrows(string subformat, long size, Preallocation prealloc)
+    {
+        Qemu.Require();
+        using var dir = new TempFolder();
+        string path = dir.File("f.vmdk");
+        Qemu.Img("create", "-q", "-f", "vmdk", "-o", $"subformat={subformat}", path, Old.ToString());
+        ChainImages.Scatter(path, "vmdk", seed: 12, writes: 20, Old, zeroes: false);
+        var before = Guest(path, "vmdk");
+
+        ResizeImage.Run(path, new ResizeOptions { Size = size, Preallocation = prealloc });
+
+        AssertResized(path, "vmdk", before, size);
+        string descriptor = File.ReadAllText(path);
+        Assert.Contains($"ddb.geometry.cylinders = \"{size / (63 * 16 * 512)}\"", descriptor);
+        Qemu.Io("-c", $"write -P 0x6d {size - (2L << 20)} 1M", path);
+        Qemu.CheckClean(path);
+        using var disk = Images.OpenReadOnly(path);
+        Assert.Equal(size, disk.Length);
+        var back = new byte[1 << 20];
+        disk.Read(size - (2L << 20), back);
+        Assert.True(back.AsSpan().IndexOfAnyExcept((byte)0x6d) < 0, "qemu-io's write in the new area");
+    }
+
+    [SkippableTheory]
+    [InlineData("monolithicSparse", 48L << 20, "monolithicSparse")]
+    [InlineData("streamOptimized", 48L << 20, "streamOptimized")]
+    [InlineData("twoGbMaxExtentSparse", 48L << 20, "twoGbMaxExtentSparse")]
+    [InlineData("twoGbMaxExtentFlat", 3L << 30, "2147483648-byte extents")]
+    [InlineData("monolithicFlat", 8L << 20, "monolithicFlat")] // shrink
+    public void OtherVmdkResizesAreRefusedNamingTheSubformat(string subformat, long size, string named)
+    {
+        Qemu.Require();
+        using var dir = new TempFolder();
+        string path = dir.File("r.vmdk");
+        Qemu.Img("create", "-q", "-f", "vmdk", "-o", $"subformat={subformat}", path, Old.ToString());
+        Qemu.Io("-c", "write -P 0x21 0 1M", path);
+        var before = Sha(Guest(path, "vmdk"));
+        var e = Assert.Throws<VDiskException>(() => ResizeImage.Run(path, new ResizeOptions { Size = size, Shrink = size < Old }));
+        Assert.Equal(VDiskErrorKind.Unsupported, e.Kind);
+        Assert.True(e.Message.Contains(named), e.Message);
+        Assert.Equal(Old, Qemu.Info(path).GetProperty("virtual-size").GetInt64());
+        Assert.Equal(before, Sha(Guest(path, "vmdk")));
+    }
+
     private static (long Map, long Data) VdiOffsets(string path)
     {
         var sector = new byte[512];
