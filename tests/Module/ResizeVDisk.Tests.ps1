@@ -1,5 +1,6 @@
-# Resize-VDisk: grow and shrink of raw, qcow2 and VDI images checked with qemu-img (check clean, info size, guest
-# content by checksum), -PassThru, -WhatIf, -Shrink with its confirmation, and the error ids of refusals.
+# Resize-VDisk: grow and shrink of raw, qcow2 and VDI images (also a VDI grow that moves its block map) and a flat VMDK
+# grow, checked with qemu-img (check clean, info size, guest content by checksum), -PassThru, -WhatIf, -Shrink with its
+# confirmation, and the error ids of refusals (a full VDI without map room, VMDK shrink, sparse VMDK).
 
 BeforeDiscovery {
     . (Join-Path $PSScriptRoot 'QemuSkip.ps1')
@@ -112,7 +113,45 @@ Describe 'Resize-VDisk options' -Skip:$SkipQemu {
             Should -Throw -ErrorId (Get-ErrorId InvalidArgument Resize-VDisk)
     }
 
-    It 'refuses a VMDK image with UnsupportedFeature naming its subformat' {
+    It 'grows a VDI image past its block map, moving the map over the first data blocks' {
+        $vdi = New-FilledImage "$folder/big.vdi" 'vdi' 8MB
+        $sha = Get-GuestSha $vdi 8MB
+        $info = Resize-VDisk $vdi -SizeBytes 1GB -PassThru
+        $info.VirtualSize | Should -Be 1GB
+        (Get-QemuCheck $vdi).corruptions | Should -BeNullOrEmpty
+        (Get-QemuInfo $vdi).'virtual-size' | Should -Be 1GB
+        Get-GuestSha $vdi 8MB | Should -Be $sha
+    }
+
+    It 'refuses to grow a full VDI image whose block map has no room, with UnsupportedFeature' {
+        $vdi = "$folder/full.vdi"
+        Invoke-QemuImg @('create', '-q', '-f', 'vdi', '-o', 'static=on', $vdi, '128M') | Out-Null
+        Resize-VDisk $vdi -SizeBytes 1GB -ErrorVariable failure -ErrorAction SilentlyContinue
+        $failure[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId UnsupportedFeature Resize-VDisk)
+        $failure[0].Exception.Message | Should -Match 'all 128 blocks allocated'
+        (Get-QemuInfo $vdi).'virtual-size' | Should -Be 128MB
+    }
+
+    It 'grows a monolithicFlat VMDK image' {
+        $vmdk = "$folder/flat.vmdk"
+        Invoke-QemuImg @('create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicFlat', $vmdk, '8M') | Out-Null
+        Invoke-QemuIo $vmdk @('write -P 0x3c 0 1M')
+        $sha = Get-GuestSha $vmdk 8MB
+        Resize-VDisk $vmdk -SizeBytes 24MB
+        (Get-QemuCheck $vmdk).corruptions | Should -BeNullOrEmpty
+        (Get-QemuInfo $vmdk).'virtual-size' | Should -Be 24MB
+        Get-GuestSha $vmdk 8MB | Should -Be $sha
+    }
+
+    It 'refuses to shrink a VMDK image with UnsupportedFeature naming its subformat' {
+        $vmdk = "$folder/flat2.vmdk"
+        Invoke-QemuImg @('create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicFlat', $vmdk, '8M') | Out-Null
+        Resize-VDisk $vmdk -SizeBytes 4MB -Shrink -Confirm:$false -ErrorVariable failure -ErrorAction SilentlyContinue
+        $failure[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId UnsupportedFeature Resize-VDisk)
+        $failure[0].Exception.Message | Should -Match 'monolithicFlat'
+    }
+
+    It 'refuses a sparse VMDK image with UnsupportedFeature naming its subformat' {
         $vmdk = "$folder/d.vmdk"
         Invoke-QemuImg @('create', '-q', '-f', 'vmdk', $vmdk, '8M') | Out-Null
         Resize-VDisk $vmdk -SizeBytes 16MB -ErrorVariable failure -ErrorAction SilentlyContinue

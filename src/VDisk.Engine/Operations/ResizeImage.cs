@@ -1,5 +1,5 @@
-// Resizing images (qemu-img resize; DESIGN.md "Operations": Resize). raw, qcow2 and VDI; VMDK is refused, as
-// qemu-img refuses it, naming the subformat. Growing never changes what the guest reads below the old size and the
+// Resizing images (qemu-img resize; DESIGN.md "Operations": Resize). raw, qcow2 and VDI; VMDK grows when flat
+// (VmdkDriver.Resize.cs) and is refused otherwise, naming the subformat (qemu-img cannot resize VMDK at all). Growing never changes what the guest reads below the old size and the
 // new area reads as zeroes; shrinking must be asked for and drops what lies past the new end. For qcow2 the new size
 // is the last thing written (Qcow2Image.Resize.cs), so a crash leaves the old size, at worst with leaked clusters.
 using VDisk.Engine.Chain;
@@ -36,8 +36,9 @@ public static class ResizeImage
     /// <summary>
     /// Resizes the image at <paramref name="path"/> to <paramref name="options"/>.Size. Progress reports bytes of the new
     /// area preallocated. Fails with InvalidArgument for a smaller size without <see cref="ResizeOptions.Shrink"/>, for
-    /// preallocation while shrinking, and for sizes the format cannot take; with Unsupported for VMDK images and for a
-    /// version 2 qcow2 image with internal snapshots (as qemu-img).
+    /// preallocation while shrinking, and for sizes the format cannot take; with Unsupported for a VMDK shrink, a VMDK
+    /// subformat other than monolithicFlat or twoGbMaxExtentFlat, a full VDI image whose block map has no room to move,
+    /// and a version 2 qcow2 image with internal snapshots (as qemu-img).
     /// </summary>
     public static ResizeResult Run(string path, ResizeOptions options, IProgress<long>? progress = null, CancellationToken cancel = default)
     {
@@ -47,6 +48,7 @@ public static class ResizeImage
             throw VDiskException.Invalid(path, $"Size {size} is invalid: it must be from 0 to {CreateImage.MaxSize} bytes.");
         var format = options.Format ?? Probe(path);
         if (format == ImageFormat.Qcow2) return ResizeQcow2(path, options, progress, cancel);
+        if (format == ImageFormat.Vmdk) CheckVmdk(path, options); // before opening for writing, which some subformats refuse
         using var driver = ImageChain.OpenFile(path, format, writable: true);
         long old = driver.VirtualSize;
         CheckDirection(path, old, options);
@@ -60,7 +62,8 @@ public static class ResizeImage
                 if (size != old) vdi.Resize(size, options.Preallocation, cancel);
                 break;
             case VmdkDriver vmdk:
-                throw VDiskException.Unsupported(path, $"VMDK images cannot be resized (this one is {vmdk.CreateType}; qemu-img cannot resize VMDK either). Convert it to qcow2 or raw (Convert-VDisk), resize that, and convert back if VMware needs it.");
+                if (size > old) vmdk.Grow(size, options.Preallocation, progress, cancel);
+                break;
             default:
                 throw VDiskException.Unsupported(path, $"resizing {FormatProbe.Name(format)} images is not supported.");
         }
@@ -85,6 +88,16 @@ public static class ResizeImage
         if (tail > 0 && disk.GetBlockStatus(old, tail) is { Kind: ExtentKind.Data } && !ReadsZero(disk, old, tail))
             disk.WriteZeroes(old, tail, unmap: false);
         return new ResizeResult(path, old, size);
+    }
+
+    private static void CheckVmdk(string path, ResizeOptions options)
+    {
+        using var vmdk = (VmdkDriver)ImageChain.OpenFile(path, ImageFormat.Vmdk, writable: false);
+        CheckDirection(path, vmdk.VirtualSize, options);
+        CheckSectorMultiple(path, options.Size);
+        if (options.Size < vmdk.VirtualSize)
+            throw VDiskException.Unsupported(path, $"{path}: VMDK images cannot be shrunk (this one is {vmdk.CreateType}; qemu-img cannot resize VMDK at all). Convert it to qcow2 or raw (Convert-VDisk), shrink that, and convert back if VMware needs it.");
+        if (options.Size > vmdk.VirtualSize) vmdk.CheckCanGrow(options.Size);
     }
 
     private static bool ReadsZero(VirtualDisk disk, long offset, long length)

@@ -61,6 +61,114 @@ public class ResizeInteropTests
         AssertResized(path, "vdi", before, 5 << 20);
     }
 
+    // qemu-img made the map one sector (128 blocks) long with the data right after it: growing past 128 MiB moves the
+    // map over the first data blocks, which move to the end of the file.
+    [SkippableTheory]
+    [InlineData(false, 1L << 30, Preallocation.Off)]          // 4 KiB map: one data block given up
+    [InlineData(false, (1L << 30) + (5L << 20), Preallocation.Full)]
+    [InlineData(false, 300L << 30, Preallocation.Off)]        // 1.2 MiB map: two data blocks given up
+    [InlineData(true, 300L << 20, Preallocation.Off)]         // static: 24 blocks, every one allocated, the first moves
+    public void AVdiGrowsPastItsBlockMapByMovingTheFirstDataBlocks(bool isStatic, long size, Preallocation prealloc)
+    {
+        Qemu.Require();
+        using var dir = new TempFolder();
+        string path = dir.File("g.vdi");
+        Qemu.Img("create", "-q", "-f", "vdi", "-o", $"static={(isStatic ? "on" : "off")}", path, Old.ToString());
+        ChainImages.Scatter(path, "vdi", seed: 11, writes: 30, Old, zeroes: false);
+        Qemu.Io("-c", "write -P 0x3c 0 64k", path); // guest block 0 holds data block 0 at the latest
+        var before = Guest(path, "vdi");
+        var (mapBefore, dataBefore) = VdiOffsets(path);
+
+        ResizeImage.Run(path, new ResizeOptions { Size = size, Preallocation = prealloc });
+
+        var (map, data) = VdiOffsets(path);
+        Assert.Equal(dataBefore, map);                                   // the new map took the first data block(s)
+        Assert.True(data - dataBefore >= (size >> 20) * 4 && (data - dataBefore) % (1 << 20) == 0, $"offset_data {data}");
+        Assert.NotEqual(mapBefore, map);
+        if (size <= 2L << 30) AssertResized(path, "vdi", before, size);
+        else AssertGrownSparse(path, before, size);
+        // qemu-io writes into the new area and over the moved block; VDisk reads both back.
+        Qemu.Io("-c", $"write -P 0x6d {size - (3L << 20)} 2M", "-c", "write -P 0x4e 4k 8k", path);
+        Qemu.CheckClean(path);
+        using var disk = Images.OpenReadOnly(path);
+        Assert.Equal(size, disk.Length);
+        var back = new byte[2 << 20];
+        disk.Read(size - (3L << 20), back);
+        Assert.True(back.AsSpan().IndexOfAnyExcept((byte)0x6d) < 0, "qemu-io's write in the new area");
+        var head = new byte[64 << 10];
+        disk.Read(0, head);
+        Assert.True(head.AsSpan(0, 4096).IndexOfAnyExcept((byte)0x3c) < 0 && head.AsSpan(4096, 8192).IndexOfAnyExcept((byte)0x4e) < 0
+            && head.AsSpan(12288).IndexOfAnyExcept((byte)0x3c) < 0, "the moved first block, rewritten in part by qemu-io");
+    }
+
+    // Too large to read whole: qemu-img check, its size, the old content, and no data past it in qemu-img map.
+    private static void AssertGrownSparse(string path, byte[] before, long size)
+    {
+        Qemu.CheckClean(path);
+        Assert.Equal(size, Qemu.Info(path).GetProperty("virtual-size").GetInt64());
+        Assert.Equal(Sha(before), Sha(Guest(path, "vdi", before.Length)));
+        using var map = System.Text.Json.JsonDocument.Parse(Qemu.Img("map", "--output=json", "-f", "vdi", path));
+        Assert.All(map.RootElement.EnumerateArray().Where(r => r.GetProperty("start").GetInt64() >= before.Length),
+            r => Assert.False(r.GetProperty("data").GetBoolean(), $"data past the old end at {r.GetProperty("start")}"));
+    }
+
+    // Flat VMDK grows: the extent file first, then the descriptor's extent line and cylinders. qemu-img must see the
+    // new size, call it clean, read the old data unchanged and zeroes beyond, and qemu-io's writes there read back.
+    [SkippableTheory]
+    [InlineData("monolithicFlat", 48L << 20, Preallocation.Off)]
+    [InlineData("monolithicFlat", 48L << 20, Preallocation.Full)]
+    [InlineData("twoGbMaxExtentFlat", 40L << 20, Preallocation.Falloc)]
+    public void AFlatVmdkGrows(string subformat, long size, Preallocation prealloc)
+    {
+        Qemu.Require();
+        using var dir = new TempFolder();
+        string path = dir.File("f.vmdk");
+        Qemu.Img("create", "-q", "-f", "vmdk", "-o", $"subformat={subformat}", path, Old.ToString());
+        ChainImages.Scatter(path, "vmdk", seed: 12, writes: 20, Old, zeroes: false);
+        var before = Guest(path, "vmdk");
+
+        ResizeImage.Run(path, new ResizeOptions { Size = size, Preallocation = prealloc });
+
+        AssertResized(path, "vmdk", before, size);
+        string descriptor = File.ReadAllText(path);
+        Assert.Contains($"ddb.geometry.cylinders = \"{size / (63 * 16 * 512)}\"", descriptor);
+        Qemu.Io("-c", $"write -P 0x6d {size - (2L << 20)} 1M", path);
+        Qemu.CheckClean(path);
+        using var disk = Images.OpenReadOnly(path);
+        Assert.Equal(size, disk.Length);
+        var back = new byte[1 << 20];
+        disk.Read(size - (2L << 20), back);
+        Assert.True(back.AsSpan().IndexOfAnyExcept((byte)0x6d) < 0, "qemu-io's write in the new area");
+    }
+
+    [SkippableTheory]
+    [InlineData("monolithicSparse", 48L << 20, "monolithicSparse")]
+    [InlineData("streamOptimized", 48L << 20, "streamOptimized")]
+    [InlineData("twoGbMaxExtentSparse", 48L << 20, "twoGbMaxExtentSparse")]
+    [InlineData("twoGbMaxExtentFlat", 3L << 30, "2147483648-byte extents")]
+    [InlineData("monolithicFlat", 8L << 20, "monolithicFlat")] // shrink
+    public void OtherVmdkResizesAreRefusedNamingTheSubformat(string subformat, long size, string named)
+    {
+        Qemu.Require();
+        using var dir = new TempFolder();
+        string path = dir.File("r.vmdk");
+        Qemu.Img("create", "-q", "-f", "vmdk", "-o", $"subformat={subformat}", path, Old.ToString());
+        Qemu.Io("-c", "write -P 0x21 0 1M", path);
+        var before = Sha(Guest(path, "vmdk"));
+        var e = Assert.Throws<VDiskException>(() => ResizeImage.Run(path, new ResizeOptions { Size = size, Shrink = size < Old }));
+        Assert.Equal(VDiskErrorKind.Unsupported, e.Kind);
+        Assert.True(e.Message.Contains(named), e.Message);
+        Assert.Equal(Old, Qemu.Info(path).GetProperty("virtual-size").GetInt64());
+        Assert.Equal(before, Sha(Guest(path, "vmdk")));
+    }
+
+    private static (long Map, long Data) VdiOffsets(string path)
+    {
+        var sector = new byte[512];
+        using (var f = File.OpenRead(path)) f.ReadExactly(sector);
+        return (BitConverter.ToUInt32(sector, 0x154), BitConverter.ToUInt32(sector, 0x158));
+    }
+
     [SkippableTheory]
     [InlineData(512, 1L << 20, 64L << 20, true)]      // 32 L1 entries in one 512-byte cluster; 2048 need 32 clusters
     [InlineData(512, 1L << 20, 2L << 20, false)]      // 32 entries grow to 64, the most one 512-byte cluster holds
@@ -163,7 +271,7 @@ public class ResizeInteropTests
         Qemu.Img("snapshot", "-c", "s1", v2);
         Qemu.Img("create", "-q", "-f", "qcow2", q, "8M");
         Qemu.Img("create", "-q", "-f", "vmdk", vmdk, "8M");
-        Qemu.Img("create", "-q", "-f", "vdi", vdi, "8M");
+        Qemu.Img("create", "-q", "-f", "vdi", "-o", "static=on", vdi, "128M"); // a full map sector, every block allocated
 
         Assert.Equal(VDiskErrorKind.Unsupported, Refused(v2, new ResizeOptions { Size = 16 << 20 }));
         Assert.NotEqual(0, Qemu.TryImg("resize", v2, "16M").ExitCode);
@@ -173,9 +281,11 @@ public class ResizeInteropTests
         var e = Assert.Throws<VDiskException>(() => ResizeImage.Run(vmdk, new ResizeOptions { Size = 16 << 20 }));
         Assert.Equal(VDiskErrorKind.Unsupported, e.Kind);
         Assert.Contains("monolithicSparse", e.Message);
-        Assert.Equal(VDiskErrorKind.Unsupported, Refused(vdi, new ResizeOptions { Size = 1L << 30 })); // the block map has room for 128 blocks
         Assert.Equal(8L << 20, Qemu.Info(q).GetProperty("virtual-size").GetInt64());
-        Assert.Equal(8L << 20, Qemu.Info(vdi).GetProperty("virtual-size").GetInt64());
+        var full = Assert.Throws<VDiskException>(() => ResizeImage.Run(vdi, new ResizeOptions { Size = 1L << 30 }));
+        Assert.Equal(VDiskErrorKind.Unsupported, full.Kind);
+        Assert.Contains("all 128 blocks allocated", full.Message);
+        Assert.Equal(128L << 20, Qemu.Info(vdi).GetProperty("virtual-size").GetInt64());
         Qemu.CheckClean(vdi);
     }
 

@@ -132,6 +132,20 @@ internal sealed class VmdkDescriptor
     }
 
     /// <summary>
+    /// Changes the last extent line to <paramref name="sectors"/> sectors and ddb.geometry.cylinders (when present) to
+    /// <paramref name="cylinders"/>, in place, keeping every other line; returns the new text.
+    /// </summary>
+    public string WithLastExtentSectors(long sectors, long cylinders)
+    {
+        var last = Extents[^1] with { Sectors = sectors };
+        Extents[^1] = last;
+        _lines[last.LineNumber - 1] = last.ToString();
+        int geometry = _lines.FindIndex(l => l.TrimStart().StartsWith("ddb.geometry.cylinders", StringComparison.Ordinal));
+        if (geometry >= 0) _lines[geometry] = string.Create(CultureInfo.InvariantCulture, $"ddb.geometry.cylinders = \"{cylinders}\"");
+        return string.Join(_newline, _lines);
+    }
+
+    /// <summary>
     /// A new descriptor with QEMU's template: header, one extent line each, and the disk database with
     /// geometry from <see cref="Geometry"/> for an IDE adapter.
     /// </summary>

@@ -8,7 +8,7 @@ using VDisk.Engine.Storage;
 namespace VDisk.Engine.Formats.Vmdk;
 
 /// <summary>A VMDK image: monolithicSparse, monolithicFlat, twoGbMaxExtentSparse/Flat or streamOptimized. Thread-safe for reads.</summary>
-public sealed class VmdkDriver : IImageDriver, ICompressedClusterWriter
+public sealed partial class VmdkDriver : IImageDriver, ICompressedClusterWriter
 {
     private readonly VmdkLayout _layout;
     private readonly VmdkExtent[] _extents;
