@@ -88,9 +88,10 @@ public sealed class PowerLossStorage : StorageWrapper
     /// <summary>
     /// Crash images at the moment just before each recorded flush, and at the end: for each, the durable content plus
     /// subsets of the changes issued since the previous flush, chosen by <paramref name="subsetsPerPoint"/> with
-    /// <paramref name="random"/> (all, none, in-order prefixes, reverse order, random subsets in random order, and
-    /// torn writes that keep only some of their 512-byte sectors). Any crash at any moment equals one of these
-    /// (a crash between two flushes keeps a subset of what the second flush would have found pending).
+    /// <paramref name="random"/> (all, none, in-order prefixes, reverse order, random subsets in random order, every
+    /// subset when at most four writes are pending, and torn writes that keep only some of their 512-byte sectors).
+    /// Any crash at any moment equals one of these (a crash between two flushes keeps a subset of what the second
+    /// flush would have found pending).
     /// </summary>
     public IEnumerable<CrashImage> CrashImages(Random random, int subsetsPerPoint)
     {
@@ -136,6 +137,12 @@ public sealed class PowerLossStorage : StorageWrapper
             yield break;
         }
         yield return ("all in reverse order", pending.Reverse().ToArray());
+        if (pending.Length <= 4)
+        {
+            // Few writes: every proper subset, so one landing without another is always among the crash images.
+            for (int mask = 1; mask < (1 << pending.Length) - 1; mask++)
+                yield return ($"subset {Convert.ToString(mask, 2).PadLeft(pending.Length, '0')}", pending.Where((_, i) => (mask >> i & 1) != 0).ToArray());
+        }
         for (int n = 0; n < count; n++)
         {
             switch (n % 3)

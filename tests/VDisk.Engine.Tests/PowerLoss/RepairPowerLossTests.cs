@@ -18,11 +18,26 @@ public class RepairPowerLossTests
 
     public static TheoryData<string> Damages => new() { "dirty lazy refcounts", "leaked clusters", "refcount 0 under a live entry" };
 
-    [Theory]
+    [SkippableTheory]
     [MemberData(nameof(Damages))]
     public void EveryCrashImageOfARepairIsRepairableAndKeepsTheGuestData(string damage)
     {
         Qemu.Require();
+        var failures = CrashRepair(damage, maxFailures: 5);
+        Assert.True(failures.Count == 0, $"{damage}: {failures.Count} crash image(s) failed:\n{string.Join("\n", failures)}");
+    }
+
+    // The counts must be durable before the header clears the dirty bit that says they may be wrong.
+    [SkippableFact]
+    public void LeavingOutTheBarrierBeforeTheHeaderIsCaught()
+    {
+        Qemu.Require();
+        using (Qcow2WriteOrder.SkipBarrierBefore(Qcow2HeaderUpdater.BarrierName))
+            Assert.NotEmpty(CrashRepair("dirty lazy refcounts", maxFailures: 1, subsets: 12));
+    }
+
+    private static List<string> CrashRepair(string damage, int maxFailures, int? subsets = null)
+    {
         var start = Damaged(damage);
         var before = Qcow2Check.Run(new MemoryStorage("r.qcow2", start, canWrite: false));
         Assert.False(before.IsClean && !before.Dirty, $"{damage}: the starting image should need a repair");
@@ -36,14 +51,14 @@ public class RepairPowerLossTests
         using var dir = new TempFolder();
         var failures = new List<string>();
         int n = 0, qemuEvery = CrashHarness.FullSweep ? 1 : 8;
-        foreach (var crash in recorder.CrashImages(new Random(7), CrashHarness.FullSweep ? 12 : 4))
+        foreach (var crash in recorder.CrashImages(new Random(7), subsets ?? (CrashHarness.FullSweep ? 12 : 4)))
         {
             string? failure = VerifyOne(crash.Bytes, guest, before, n++ % qemuEvery == 0 ? dir : null);
             if (failure != null) failures.Add($"{crash.Description}: {failure}");
-            if (failures.Count >= 5) break;
+            if (failures.Count >= maxFailures) break;
         }
         Assert.True(n >= 4, $"{damage}: only {n} crash images");
-        Assert.True(failures.Count == 0, $"{damage}: {failures.Count} crash image(s) failed:\n{string.Join("\n", failures)}");
+        return failures;
     }
 
     // Never worse than before: still repairable, no new corruption on an image that was not dirty, the same guest data.
@@ -53,6 +68,8 @@ public class RepairPowerLossTests
         if (report.Unrepairable.Count > 0) return $"not repairable any more: {string.Join("; ", report.Unrepairable)}";
         if (!before.Dirty && report.Corruptions > before.Corruptions)
             return $"{report.Corruptions} corruption(s), more than the {before.Corruptions} before the repair: {string.Join("; ", report.Problems.Take(3))}";
+        if (before.Dirty && !report.Dirty && report.Corruptions > 0)
+            return $"the dirty bit is clear but {report.Corruptions} corruption(s) remain: {string.Join("; ", report.Problems.Take(3))}";
         if (!GuestContent(bytes).AsSpan().SequenceEqual(guest)) return "the guest content changed";
         var storage = new MemoryStorage("r.qcow2", bytes);
         Qcow2Image.CheckAndRepair(storage, repair: true, all: true);

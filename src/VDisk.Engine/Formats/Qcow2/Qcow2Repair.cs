@@ -88,16 +88,21 @@ internal sealed partial class Qcow2Image
     // shared L2 table too, as QEMU does: snapshots ignore the flag). Returns the number of entries changed.
     private long FixCopiedFlags()
     {
-        Refcounts.MustPrecede(_l2); // a flag saying "refcount 1" only after that count is on disk
-        Refcounts.MustPrecede(Active.L1);
         long changed = 0;
         var l1 = Active.L1;
+        void BeforeTheFirstChange() // a flag saying "refcount 1" only after that count is on disk (no barrier when none changes)
+        {
+            if (changed > 0) return;
+            Refcounts.MustPrecede(_l2);
+            Refcounts.MustPrecede(l1);
+        }
         foreach (var (index, l2) in l1.Targets(Geometry, Storage.Name))
         {
             bool tableCopied = Refcounts.Get(Geometry.ClusterOf(l2)) == 1;
             ulong l1Entry = tableCopied ? l1[index] | Qcow2Entries.Copied : l1[index] & ~Qcow2Entries.Copied;
             if (l1Entry != l1[index])
             {
+                BeforeTheFirstChange();
                 l1.Set(index, l1Entry);
                 changed++;
             }
@@ -109,6 +114,7 @@ internal sealed partial class Qcow2Image
                 bool one = Refcounts.Get(Geometry.ClusterOf(new HostOffset((long)(entry & Qcow2Entries.OffsetMask)))) == 1;
                 ulong updated = one ? entry | Qcow2Entries.Copied : entry & ~Qcow2Entries.Copied;
                 if (updated == entry) continue;
+                BeforeTheFirstChange();
                 Qcow2ClusterMap.Write(table, i, updated);
                 _l2.MarkDirty(l2);
                 changed++;
