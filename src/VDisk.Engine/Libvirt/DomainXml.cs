@@ -11,7 +11,7 @@ using VDisk.Engine.Storage;
 namespace VDisk.Engine.Libvirt;
 
 /// <summary>A domain's XML: its disks and the settings the QEMU driver's rules read, and in-place edits.</summary>
-public sealed class DomainXml
+public sealed partial class DomainXml
 {
     private readonly XDocument _document;
     private readonly int[] _lineStarts;
