@@ -14,7 +14,7 @@
     CmdletsToExport      = @('New-VDisk', 'Get-VDisk', 'Get-VDiskChain', 'Convert-VDisk', 'Compare-VDisk',
                              'Checkpoint-VDisk', 'Get-VDiskSnapshot', 'Restore-VDiskSnapshot', 'Remove-VDiskSnapshot',
                              'Merge-VDiskChain', 'Set-VDisk', 'Resize-VDisk', 'Get-VDiskMap', 'Measure-VDisk', 'Test-VDisk',
-                             'Optimize-VDisk', 'Get-VDiskAttachment', 'Set-VDiskCache', 'New-VDiskAttachment',
+                             'Optimize-VDisk', 'Get-VDiskAttachment', 'Set-VDiskCache', 'Set-VDiskAttachment', 'New-VDiskAttachment',
                              'ConvertTo-VDiskLibvirtXml', 'ConvertTo-VDiskQemuArgument')
     FunctionsToExport    = @()
     AliasesToExport      = @()

@@ -11,7 +11,7 @@ Describe 'Module manifest and staged folder' {
         ($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Checkpoint-VDisk', 'Compare-VDisk', 'Convert-VDisk', 'ConvertTo-VDiskLibvirtXml',
             'ConvertTo-VDiskQemuArgument', 'Get-VDisk', 'Get-VDiskAttachment', 'Get-VDiskChain', 'Get-VDiskMap', 'Get-VDiskSnapshot', 'Measure-VDisk',
             'Merge-VDiskChain', 'New-VDisk', 'New-VDiskAttachment', 'Optimize-VDisk', 'Remove-VDiskSnapshot', 'Resize-VDisk', 'Restore-VDiskSnapshot',
-            'Set-VDisk', 'Set-VDiskCache', 'Test-VDisk')
+            'Set-VDisk', 'Set-VDiskAttachment', 'Set-VDiskCache', 'Test-VDisk')
         $module.ExportedFunctions.Count | Should -Be 0
         $module.ExportedAliases.Count | Should -Be 0
     }
