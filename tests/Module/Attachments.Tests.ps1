@@ -1,5 +1,6 @@
 # The attachment cmdlets on domain XML files and new attachments, no daemon needed (issue 10): Get-VDiskAttachment
-# -DomainXmlPath, Set-VDiskCache on files (byte-exact edits, backup, -NoBackup, -WhatIf, pipeline, rules),
+# -DomainXmlPath, Set-VDiskCache and Set-VDiskAttachment on files
+# (byte-exact edits, backup, -NoBackup, -WhatIf, pipeline, rules),
 # New-VDiskAttachment | ConvertTo-VDiskLibvirtXml / ConvertTo-VDiskQemuArgument, and the table view.
 
 BeforeAll {
@@ -84,6 +85,64 @@ Describe 'Set-VDiskCache -DomainXmlPath' {
     It 'needs something to set' {
         { Set-VDiskCache -DomainXmlPath (Copy-Corpus 'i440fx-virtio-blk-and-scsi.xml') -Target vda -ErrorAction Stop } |
             Should -Throw -ErrorId (Get-ErrorId InvalidArgument Set-VDiskCache)
+    }
+}
+
+Describe 'Set-VDiskAttachment -DomainXmlPath' {
+    It 'moves a virtio-blk disk onto the existing virtio-scsi controller, with a backup and -PassThru' {
+        $file = Copy-Corpus 'i440fx-virtio-blk-and-scsi.xml'
+        $original = [System.IO.File]::ReadAllText($file)
+        $result = Set-VDiskAttachment -DomainXmlPath $file -Target vda -Bus VirtioScsi -Queues 2 -IoThread 1 -PassThru -Confirm:$false
+        $result.Target | Should -Be 'sdb'
+        $result.Bus | Should -Be 'VirtioScsi'
+        $result.CacheMode | Should -Be 'None'
+        $expected = $original.Replace("<target dev='vda' bus='virtio'/>", "<target dev='sdb' bus='scsi'/>").
+            Replace("<address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>", "<address type='drive' controller='0' bus='0' target='0' unit='1'/>").
+            Replace("<controller type='scsi' index='0' model='virtio-scsi'>", "<controller type='scsi' index='0' model='virtio-scsi'>`n      <driver queues='2' iothread='1'/>")
+        [System.IO.File]::ReadAllText($file) | Should -Be $expected
+        $backup = Get-ChildItem -LiteralPath (Split-Path $file) -Filter '*.bak'
+        [System.IO.File]::ReadAllText($backup.FullName) | Should -Be $original
+    }
+
+    It 'takes a piped attachment and moves a sata boot disk to virtio-blk, keeping its boot order' {
+        $file = Copy-Corpus 'q35-sata-cdrom-network.xml'
+        Get-VDiskAttachment -DomainXmlPath $file -Target sda | Set-VDiskAttachment -Bus VirtioBlk -NoBackup
+        $disk = Get-VDiskAttachment -DomainXmlPath $file -Target vdb
+        $disk.Bus | Should -Be 'VirtioBlk'
+        $disk.BootOrder | Should -Be 1
+        [System.IO.File]::ReadAllText($file) | Should -Not -Match "unit='0'/>\s*</disk>\s*<disk type='file' device='cdrom'"
+    }
+
+    It '-WhatIf shows the diff and changes nothing' {
+        $file = Copy-Corpus 'q35-sata-cdrom-network.xml'
+        $before = Get-FileHash -LiteralPath $file
+        # -WhatIf writes to the host, which only a transcript records.
+        $transcript = Join-Path (New-TestFolder) 'whatif.txt'
+        Start-Transcript -LiteralPath $transcript | Out-Null
+        Set-VDiskAttachment -DomainXmlPath $file -Target vda -Bus Sata -WhatIf
+        Stop-Transcript | Out-Null
+        $output = Get-Content -LiteralPath $transcript -Raw
+        $output | Should -Match ([regex]::Escape("+       <target dev='sdd' bus='sata'/>"))
+        $output | Should -Match ([regex]::Escape("-       <target dev='vda' bus='virtio'/>"))
+        (Get-FileHash -LiteralPath $file).Hash | Should -Be $before.Hash
+    }
+
+    It 'refuses <Bus> with <Extra> on q35 naming <Rule>, leaving the file alone' -ForEach @(
+        @{ Bus = 'Ide'; Extra = @{}; Rule = 'IdeOnQ35' }
+        @{ Bus = 'Sata'; Extra = @{ Queues = 4 }; Rule = 'QueuesNeedVirtioBlk' }
+        @{ Bus = 'VirtioScsi'; Extra = @{ IoThread = 1 }; Rule = 'IoThreadNotDefined' }
+    ) {
+        $file = Copy-Corpus 'q35-sata-cdrom-network.xml'
+        $before = Get-FileHash -LiteralPath $file
+        Set-VDiskAttachment -DomainXmlPath $file -Target vda -Bus $Bus @Extra -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId DomainRuleViolated Set-VDiskAttachment)
+        $err[0].Exception.Message | Should -Match "\[$Rule\]"
+        (Get-FileHash -LiteralPath $file).Hash | Should -Be $before.Hash
+    }
+
+    It 'reports an unknown target' {
+        Set-VDiskAttachment -DomainXmlPath (Copy-Corpus 'i440fx-virtio-blk-and-scsi.xml') -Target vdz -Bus Sata -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId DiskTargetNotFound Set-VDiskAttachment)
     }
 }
 
