@@ -1,7 +1,8 @@
 # Set-VDiskCache and Get-VDiskAttachment against a real libvirtd and a running QEMU (issue 10): the tests start their
 # own virtlogd and libvirtd (LibvirtSupport.ps1), define a tiny TCG domain with a virtio-blk and a virtio-scsi disk,
 # and for each cache mode set it, restart, and read the flags QEMU really uses from query-block. The QEMU driver's
-# refusals are checked against the daemon too. Domain and daemons are stopped by pid whatever happens.
+# refusals are checked against the daemon too; Set-VDiskAttachment moves a disk to virtio-scsi and back. Domain and
+# daemons are stopped by pid whatever happens.
 
 BeforeDiscovery {
     . (Join-Path $PSScriptRoot 'LibvirtSupport.ps1')
@@ -136,5 +137,49 @@ Describe 'Refusals, against the real daemon' -Skip:$SkipLibvirt {
     It 'reports an unknown target as DiskTargetNotFound' {
         Set-VDiskCache -Domain $domain -Uri $uri -Target vdq -CacheMode None -ErrorVariable err -ErrorAction SilentlyContinue
         $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId DiskTargetNotFound Set-VDiskCache)
+    }
+}
+
+Describe 'Set-VDiskAttachment on a running domain' -Skip:$SkipLibvirt {
+    It 'moves vda to virtio-scsi with queues and an iothread on the controller, and after -Restart QEMU has a SCSI disk' {
+        $result = Set-VDiskAttachment -Domain $domain -Uri $uri -Target vda -Bus VirtioScsi -Queues 2 -IoThread 1 -Restart -Force -TimeoutSec 0 -PassThru
+        $result.Target | Should -Be 'sdb'
+        $result.Bus | Should -Be 'VirtioScsi'
+        $live = & virsh -q -c $uri dumpxml $domain | Out-String
+        $live | Should -Match "<target dev='sdb' bus='scsi'/>"
+        $live | Should -Match "<address type='drive' controller='0' bus='0' target='0' unit='1'/>"
+        $live | Should -Match "model='virtio-scsi'>\s*<driver queues='2' iothread='1'/>"
+        ($live | Select-String -AllMatches "<controller type='scsi'").Matches.Count | Should -Be 1
+        $flags = Get-QemuCacheFlags $daemon $domain
+        $flags.Keys | Should -Contain 'scsi0-0-0-1'
+        $flags.Keys | Should -Not -Contain $blk
+        $flags['scsi0-0-0-1'].direct | Should -Be $true -Because 'the disk keeps its cache mode (none)'
+    }
+
+    It 'moves it back to virtio-blk as vda, where QEMU has it as a virtio-blk device again' {
+        Set-VDiskAttachment -Domain $domain -Uri $uri -Target sdb -Bus VirtioBlk -Restart -Force -TimeoutSec 0
+        $disks = Get-VDiskAttachment -Domain $domain -Uri $uri
+        $disks.Target | Should -Be @('vda', 'sda')
+        $disks.Bus | Should -Be @('VirtioBlk', 'VirtioScsi')
+        $flags = Get-QemuCacheFlags $daemon $domain
+        $flags.Keys | Should -Contain $blk
+        $flags.Keys | Should -Not -Contain 'scsi0-0-0-1'
+    }
+
+    It 'refuses ide on a q35 machine before defining' {
+        $name = "vdisk-q35-$([guid]::NewGuid().ToString('N').Substring(0, 6))"
+        $file = Join-Path $daemon.Folder "$name.xml"
+        Set-Content -LiteralPath $file -Value (New-TestDomainXml $name $daemon.Folder).Replace("machine='pc'", "machine='q35'") -NoNewline
+        Set-VDiskAttachment -DomainXmlPath $file -Target vda -Bus Ide -NoBackup -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].Exception.Message | Should -Match '\[IdeOnQ35\]'
+        # The real daemon refuses the XML the move would have written.
+        & virsh -q -c $uri define $file | Out-Null
+        $LASTEXITCODE | Should -Be 0
+        $moved = (& virsh -q -c $uri dumpxml --inactive $name | Out-String).Replace("<target dev='vda' bus='virtio'/>", "<target dev='hda' bus='ide'/>") -replace "<address type='pci'[^>]*/>\s*(?=</disk>)", ''
+        Set-Content -LiteralPath $file -Value $moved -NoNewline
+        $output = & virsh -q -c $uri define $file 2>&1
+        & virsh -q -c $uri undefine $name | Out-Null
+        $LASTEXITCODE | Should -Be 0
+        ($output -join ' ') | Should -Match 'IDE controllers are unsupported'
     }
 }
