@@ -28,7 +28,7 @@ public sealed partial class DomainXml
         var devices = Root.Element("devices")!;
         var others = devices.Elements("disk").Where(d => d != disk).ToList();
         bool moves = current.Bus != bus;
-        newTarget = moves ? FreeTargetName(bus, others) : target;
+        newTarget = moves ? FreeTargetName(bus, target, others) : target;
 
         // The disk's driver: virtio-blk takes queues/iothread; other buses lose them (or get them, to be refused).
         var driverChanges = new Dictionary<string, string?>();
@@ -112,11 +112,14 @@ public sealed partial class DomainXml
         return new DomainXml(text, Source);
     }
 
-    // The first free name of the bus's family: vdX for virtio-blk, sdX for scsi and sata (one namespace), hdX for ide.
-    private static string FreeTargetName(DiskBus bus, IEnumerable<XElement> others)
+    // The disk's own name when it is already of the bus's family (sata <-> scsi), else the first free name of the
+    // family: vdX for virtio-blk, sdX for scsi and sata (one namespace), hdX for ide.
+    private static string FreeTargetName(DiskBus bus, string current, IEnumerable<XElement> others)
     {
         string prefix = bus switch { DiskBus.VirtioBlk => "vd", DiskBus.Ide => "hd", _ => "sd" };
         var used = others.Select(d => (string?)d.Element("target")?.Attribute("dev")).ToHashSet();
+        if (current.StartsWith(prefix, StringComparison.Ordinal) && current.Length > 2 && current[2..].All(char.IsAsciiLetterLower) && !used.Contains(current))
+            return current;
         for (int i = 0; ; i++)
         {
             string name = prefix + DiskLetters(i);

@@ -70,6 +70,18 @@ public class DomainBusTests
     }
 
     [Fact]
+    public void SataToVirtioScsiKeepsTheSdName()
+    {
+        var domain = Load("q35-sata-cdrom-network.xml");
+        var edited = domain.WithBus("sda", DiskBus.VirtioScsi, null, null, out string target);
+        Assert.Equal("sda", target);
+        var diff = LineDiff.Compare(domain.Text, edited.Text);
+        Assert.Contains("-       <target dev='sda' bus='sata'/>", diff);
+        Assert.Contains("+       <target dev='sda' bus='scsi'/>", diff);
+        Assert.Equal(DiskBus.VirtioScsi, DomainXml.Parse(edited.Text).Disk("sda").Bus);
+    }
+
+    [Fact]
     public void SataToVirtioBlkRemovesTheDriveAddressAndKeepsBootOrder()
     {
         var domain = Load("q35-sata-cdrom-network.xml");
