@@ -1,0 +1,73 @@
+// Block hashes of a backup set (issue 11 "The backup set": a hash per block of the guest content). Guest content is
+// cut into 64 KiB blocks (the backup images' cluster size); each block is hashed with SHA-256 (in the BCL, and
+// hardware-accelerated on x86-64 with SHA-NI and on arm64), the last block padded with zeroes to a whole block, so
+// one hash stands for "all zeroes" everywhere.
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+
+namespace VDisk.Engine.Backup;
+
+/// <summary>The SHA-256 of one guest block.</summary>
+public readonly record struct BlockHash(UInt128 High, UInt128 Low)
+{
+    /// <summary>Bytes per hashed block: the cluster size of every image in a backup set.</summary>
+    public const int BlockSize = 65536;
+
+    /// <summary>Bytes of a hash.</summary>
+    public const int Size = 32;
+
+    /// <summary>The hash of a block of zeroes (what an unallocated block reads as).</summary>
+    public static BlockHash Zero { get; } = Of(new byte[BlockSize]);
+
+    /// <summary>The hash of <paramref name="block"/>, padded with zeroes to <see cref="BlockSize"/> when shorter.</summary>
+    public static BlockHash Of(ReadOnlySpan<byte> block)
+    {
+        if (block.Length > BlockSize) throw new ArgumentOutOfRangeException(nameof(block), "A block is at most 64 KiB.");
+        Span<byte> digest = stackalloc byte[Size];
+        if (block.Length == BlockSize)
+        {
+            SHA256.HashData(block, digest);
+        }
+        else
+        {
+            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            hash.AppendData(block);
+            Span<byte> zeroes = stackalloc byte[4096];
+            zeroes.Clear();
+            for (int left = BlockSize - block.Length; left > 0; left -= zeroes.Length)
+                hash.AppendData(zeroes[..Math.Min(left, zeroes.Length)]);
+            hash.GetHashAndReset(digest);
+        }
+        return Read(digest);
+    }
+
+    /// <summary>A hash from its 32 bytes.</summary>
+    public static BlockHash Read(ReadOnlySpan<byte> bytes) =>
+        new(BinaryPrimitives.ReadUInt128BigEndian(bytes), BinaryPrimitives.ReadUInt128BigEndian(bytes[16..]));
+
+    /// <summary>Writes the 32 bytes.</summary>
+    public void Write(Span<byte> bytes)
+    {
+        BinaryPrimitives.WriteUInt128BigEndian(bytes, High);
+        BinaryPrimitives.WriteUInt128BigEndian(bytes[16..], Low);
+    }
+
+    /// <summary>Lowercase hex, as sha256sum prints it.</summary>
+    public override string ToString()
+    {
+        Span<byte> bytes = stackalloc byte[Size];
+        Write(bytes);
+        return Convert.ToHexString(bytes).ToLowerInvariant();
+    }
+}
+
+/// <summary>Whole-file hashes of a backup set's files.</summary>
+public static class FileHashes
+{
+    /// <summary>The SHA-256 of a file's bytes, in lowercase hex.</summary>
+    public static string Sha256(string path)
+    {
+        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 20);
+        return Convert.ToHexString(SHA256.HashData(file)).ToLowerInvariant();
+    }
+}
