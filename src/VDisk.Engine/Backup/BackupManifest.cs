@@ -3,6 +3,7 @@
 // flushed, renamed over the old one, the folder flushed), so a crash leaves the old manifest or the new one, and
 // files it does not name are leftovers of an interrupted run. Names in it are plain file names inside the set's
 // folder; anything else is refused as damage.
+using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using VDisk.Engine.Core;
@@ -77,6 +78,8 @@ public sealed record BackupPointRecord
     public long ChangedBytes { get; init; }
     /// <summary>Bytes the point takes in the set: its image and its hash file.</summary>
     public long StoredBytes { get; init; }
+    /// <summary>When Test-VDiskBackup last found the point intact (null: not since it was written).</summary>
+    public DateTimeOffset? Verified { get; init; }
 }
 
 /// <summary>The manifest: the set's identity and its points, oldest first.</summary>
@@ -97,6 +100,8 @@ public sealed record BackupManifest
     public string HashAlgorithm { get; init; } = "SHA-256";
     /// <summary>Restore points, oldest first.</summary>
     public List<BackupPointRecord> Points { get; init; } = new();
+    /// <summary>SHA-256 of the manifest as written with this field left out: any change to the file is found.</summary>
+    public string? Checksum { get; init; }
 
     private static readonly JsonSerializerOptions Json = new()
     {
@@ -115,6 +120,9 @@ public sealed record BackupManifest
         try
         {
             manifest = JsonSerializer.Deserialize<BackupManifest>(System.IO.File.ReadAllBytes(path), Json);
+            if (manifest != null && manifest.Checksum != manifest.ComputeChecksum())
+                throw VDiskException.Corrupt(path, "the backup manifest has changed since VDisk wrote it (its checksum does not match); " +
+                    "the set cannot be trusted until it is checked (Test-VDiskBackup) and repaired from a good copy.");
         }
         catch (JsonException e)
         {
@@ -134,7 +142,7 @@ public sealed record BackupManifest
         {
             using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
             {
-                JsonSerializer.Serialize(file, this, Json);
+                JsonSerializer.Serialize(file, this with { Checksum = ComputeChecksum() }, Json);
                 file.Flush(flushToDisk: true);
             }
             System.IO.File.Move(temp, path, overwrite: true);
@@ -145,6 +153,9 @@ public sealed record BackupManifest
             if (System.IO.File.Exists(temp)) System.IO.File.Delete(temp);
         }
     }
+
+    private string ComputeChecksum() =>
+        Convert.ToHexString(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(this with { Checksum = null }, Json))).ToLowerInvariant();
 
     private void Validate(string path)
     {

@@ -49,6 +49,8 @@ public enum VDiskErrorKind
     InvalidDomainXml,
     /// <summary>virsh (libvirt) failed or is not installed.</summary>
     LibvirtFailed,
+    /// <summary>A backup set has no restore point at or before the requested time.</summary>
+    BackupPointNotFound,
 }
 
 /// <summary>An engine failure with a kind and the path of the file concerned.</summary>

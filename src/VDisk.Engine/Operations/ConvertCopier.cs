@@ -77,6 +77,7 @@ internal sealed class ConvertCopier
     {
         var result = new ConvertChunk(chunk);
         _input.Read(chunk.Offset, result.Data.Span);
+        _options.Verifier?.Observe(chunk.Offset, result.Data.Span);
         if (_base is null)
         {
             Classify(result, default);

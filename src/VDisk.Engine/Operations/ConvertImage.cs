@@ -32,6 +32,7 @@ public static class ConvertImage
             var copier = new ConvertCopier(input, output, copyOptions, progress, cancel);
             copier.Run();
             output.Flush();
+            copyOptions.Verifier?.Complete();
             return new ConvertResult { Destination = destination, VirtualSize = input.Length, BytesWritten = copier.BytesWritten, CompressedUnits = copier.CompressedUnits };
         }
         if (toBlockDevice)

@@ -47,6 +47,18 @@ public sealed record ConvertOptions
     public CacheMode SourceCacheMode { get; init; } = CacheMode.Writeback;
     /// <summary>Replace an existing destination.</summary>
     public bool Overwrite { get; init; }
+    /// <summary>Sees every chunk read from the source (on worker threads) and approves the output before it is put in place.</summary>
+    internal IReadVerifier? Verifier { get; init; }
+}
+
+/// <summary>Checks what a conversion reads (a restore checks it against a backup's block hashes).</summary>
+internal interface IReadVerifier
+{
+    /// <summary>Called on a worker thread with each chunk read from the source; throws to stop the conversion.</summary>
+    void Observe(long offset, ReadOnlySpan<byte> data);
+
+    /// <summary>Called once the copy is complete, before the output is put in place; throws to discard it.</summary>
+    void Complete();
 }
 
 /// <summary>Progress of a long operation.</summary>
