@@ -8,10 +8,11 @@ BeforeAll {
 
 Describe 'Module manifest and staged folder' {
     It 'exports exactly its cmdlets and no functions or aliases' {
-        ($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Checkpoint-VDisk', 'Compare-VDisk', 'Convert-VDisk', 'ConvertTo-VDiskLibvirtXml',
-            'ConvertTo-VDiskQemuArgument', 'Get-VDisk', 'Get-VDiskAttachment', 'Get-VDiskChain', 'Get-VDiskMap', 'Get-VDiskSnapshot', 'Measure-VDisk',
-            'Merge-VDiskChain', 'New-VDisk', 'New-VDiskAttachment', 'Optimize-VDisk', 'Remove-VDiskSnapshot', 'Resize-VDisk', 'Restore-VDiskSnapshot',
-            'Set-VDisk', 'Set-VDiskAttachment', 'Set-VDiskCache', 'Test-VDisk')
+        ($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Backup-VDisk', 'Checkpoint-VDisk', 'Compare-VDisk', 'Convert-VDisk',
+            'ConvertTo-VDiskLibvirtXml', 'ConvertTo-VDiskQemuArgument', 'Get-VDisk', 'Get-VDiskAttachment', 'Get-VDiskBackup', 'Get-VDiskChain',
+            'Get-VDiskMap', 'Get-VDiskSnapshot', 'Measure-VDisk', 'Merge-VDiskChain', 'New-VDisk', 'New-VDiskAttachment', 'Optimize-VDisk',
+            'Remove-VDiskSnapshot', 'Resize-VDisk', 'Restore-VDiskBackup', 'Restore-VDiskSnapshot', 'Set-VDisk', 'Set-VDiskAttachment',
+            'Set-VDiskCache', 'Test-VDisk', 'Test-VDiskBackup')
         $module.ExportedFunctions.Count | Should -Be 0
         $module.ExportedAliases.Count | Should -Be 0
     }

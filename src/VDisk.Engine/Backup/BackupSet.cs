@@ -57,20 +57,14 @@ public sealed partial class BackupSet : IDisposable
     }
 
     /// <summary>
-    /// Opens (creating the folder when its parent exists) the set in <paramref name="folder"/> for writing: takes the
+    /// Opens (creating the folder and any missing parents) the set in <paramref name="folder"/> for writing: takes the
     /// lock exclusively and removes files an interrupted run left.
     /// </summary>
     public static BackupSet OpenForWriting(string folder, bool wait, CancellationToken cancel)
     {
         folder = Path.GetFullPath(folder);
         if (File.Exists(folder)) throw VDiskException.Invalid(folder, $"{folder} is a file, not a backup set folder.");
-        if (!Directory.Exists(folder))
-        {
-            string? parent = Path.GetDirectoryName(folder);
-            if (parent != null && !Directory.Exists(parent))
-                throw new VDiskException(VDiskErrorKind.NotFound, folder, $"{folder}: the folder '{parent}' does not exist.");
-            Directory.CreateDirectory(folder);
-        }
+        Directory.CreateDirectory(folder);
         var lockFile = Lock(folder, exclusive: true, wait, cancel);
         try
         {

@@ -15,6 +15,8 @@ public sealed class ProgressMeter : IProgress<long>, IProgress<OperationProgress
     private long _done;
     private long _total;
 
+    private volatile string? _detail;
+
     /// <summary>A meter for work of <paramref name="totalBytes"/> bytes (0: not known until the engine reports it).</summary>
     public ProgressMeter(long totalBytes) => _total = totalBytes;
 
@@ -28,6 +30,13 @@ public sealed class ProgressMeter : IProgress<long>, IProgress<OperationProgress
         Interlocked.Exchange(ref _done, value.BytesDone);
     }
 
+    /// <summary>Extra words for the status line (a backup's bytes read, changed and written), set from any thread.</summary>
+    public string? Detail
+    {
+        get => _detail;
+        set => _detail = value;
+    }
+
     /// <summary>
     /// A new progress record from the newest report: the percentage, the seconds left at the average rate so far,
     /// and a status such as "Converting a.vmdk to a.qcow2: 1.5 GiB of 20 GiB, 312.4 MiB/s".
@@ -39,7 +48,8 @@ public sealed class ProgressMeter : IProgress<long>, IProgress<OperationProgress
         double bytesPerSecond = seconds > 0 ? done / seconds : 0;
         string of = total > 0 ? $" of {HumanSize.Format(total)}" : string.Empty;
         string rate = (bytesPerSecond / BytesPerMiB).ToString("0.#", CultureInfo.InvariantCulture);
-        var record = new ProgressRecord(activityId, activity, $"{status}: {HumanSize.Format(done)}{of}, {rate} MiB/s");
+        string detail = _detail is { } d ? $", {d}" : string.Empty;
+        var record = new ProgressRecord(activityId, activity, $"{status}: {HumanSize.Format(done)}{of}, {rate} MiB/s{detail}");
         if (total <= 0) return record;
         record.PercentComplete = (int)Math.Clamp(done * 100 / total, 0, 100);
         if (bytesPerSecond > 0) record.SecondsRemaining = (int)Math.Min(int.MaxValue, Math.Max(0, total - done) / bytesPerSecond);
