@@ -237,3 +237,57 @@ Describe 'Interrupted backups' -Skip:$SkipQemu {
         (Get-ChildItem -LiteralPath $set -Force | Where-Object Name -Like '*.tmp') | Should -BeNullOrEmpty
     }
 }
+
+Describe 'The nightly backup example script' -Skip:$SkipQemu {
+    BeforeAll {
+        $folder = New-TestFolder
+        $images = "$folder/images"
+        $null = New-Item -ItemType Directory $images
+        foreach ($name in 'web', 'db') {
+            $null = New-VDisk -Path "$images/$name.qcow2" -SizeBytes 8MB
+            Invoke-QemuIo "$images/$name.qcow2" @('write -P 0x21 0 2M')
+        }
+        $script = Join-Path $PSScriptRoot '../../docs/examples/Invoke-NightlyBackup.ps1'
+        $modules = Split-Path (Split-Path (Get-Module VDisk).Path)
+
+        function Invoke-Nightly {
+            $env:PSModulePath = "$modules$([System.IO.Path]::PathSeparator)$env:PSModulePath"
+            $output = & ([System.Environment]::ProcessPath) (Join-Path $PSHOME 'pwsh.dll') -NoProfile -NonInteractive -File $script `
+                -ImageFolder $images -BackupRoot "$folder/backups" -SummaryPath "$folder/summary.json" -Verify 2>&1
+            [pscustomobject]@{ ExitCode = $LASTEXITCODE; Output = $output -join "`n"; Summary = Get-Content "$folder/summary.json" -Raw | ConvertFrom-Json }
+        }
+    }
+
+    It 'backs up every image, and only what changed on the second night' {
+        $first = Invoke-Nightly
+        $first.ExitCode | Should -Be 0 -Because $first.Output
+        $first.Summary.Succeeded | Should -Be 2
+        $first.Summary.Results.Kind | Should -Be @('Full', 'Full')
+        Start-Sleep -Milliseconds 1100
+        Invoke-QemuIo "$images/web.qcow2" @('write -P 0x22 4M 64k')
+        $second = Invoke-Nightly
+        $second.ExitCode | Should -Be 0 -Because $second.Output
+        ($second.Summary.Results | Sort-Object Image).Kind | Should -Be @('Incremental', 'Incremental')
+        ($second.Summary.Results | Where-Object Image -Like '*web.qcow2').ChangedBytes | Should -Be 64KB
+        ($second.Summary.Results | Where-Object Image -Like '*db.qcow2').ChangedBytes | Should -Be 0
+        (Get-VDiskBackup "$folder/backups/web" | Select-Object -Last 1) | Restore-VDiskBackup -DestinationPath "$folder/web.raw"
+        qemu-img compare -q "$folder/web.raw" "$images/web.qcow2"
+        $LASTEXITCODE | Should -Be 0
+        Get-Content "$folder/backups/nightly-backup.log" -Raw | Should -Match 'web.qcow2: Incremental point, 65,536 bytes changed'
+    }
+
+    It 'goes on past an image that fails, logs it and exits 1' {
+        $holder = Start-QemuHolder "$images/db.qcow2" 'qcow2'
+        try {
+            Start-Sleep -Milliseconds 1100
+            $run = Invoke-Nightly
+        } finally {
+            Stop-QemuHolder $holder
+        }
+        $run.ExitCode | Should -Be 1
+        $run.Summary.Failed | Should -Be 1
+        ($run.Summary.Results | Where-Object Image -Like '*web.qcow2').Succeeded | Should -BeTrue
+        ($run.Summary.Results | Where-Object Image -Like '*db.qcow2').Error | Should -Match 'in use|lock'
+        Get-Content "$folder/backups/nightly-backup.log" -Raw | Should -Match 'ERROR db.qcow2'
+    }
+}
