@@ -29,11 +29,11 @@ public static class PruneSets
         return (set, expected);
     }
 
-    /// <summary>Copies every file of a set's folder (it has no subfolders).</summary>
+    /// <summary>Copies every file of a set's folder (it has no subfolders) but the lock file, which a writer may hold.</summary>
     public static void CopyFolder(string from, string to)
     {
         Directory.CreateDirectory(to);
-        foreach (string file in Directory.EnumerateFiles(from))
+        foreach (string file in Directory.EnumerateFiles(from).Where(f => Path.GetFileName(f) != BackupSet.LockFileName))
             File.Copy(file, Path.Combine(to, Path.GetFileName(file)), overwrite: true);
     }
 
