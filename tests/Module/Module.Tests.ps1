@@ -11,7 +11,7 @@ Describe 'Module manifest and staged folder' {
         ($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Backup-VDisk', 'Checkpoint-VDisk', 'Compare-VDisk', 'Convert-VDisk',
             'ConvertTo-VDiskLibvirtXml', 'ConvertTo-VDiskQemuArgument', 'Get-VDisk', 'Get-VDiskAttachment', 'Get-VDiskBackup', 'Get-VDiskChain',
             'Get-VDiskMap', 'Get-VDiskSnapshot', 'Measure-VDisk', 'Merge-VDiskChain', 'New-VDisk', 'New-VDiskAttachment', 'Optimize-VDisk',
-            'Remove-VDiskSnapshot', 'Resize-VDisk', 'Restore-VDiskBackup', 'Restore-VDiskSnapshot', 'Set-VDisk', 'Set-VDiskAttachment',
+            'Remove-VDiskBackup', 'Remove-VDiskSnapshot', 'Resize-VDisk', 'Restore-VDiskBackup', 'Restore-VDiskSnapshot', 'Set-VDisk', 'Set-VDiskAttachment',
             'Set-VDiskCache', 'Test-VDisk', 'Test-VDiskBackup')
         $module.ExportedFunctions.Count | Should -Be 0
         $module.ExportedAliases.Count | Should -Be 0

@@ -2,7 +2,8 @@
 // JSON, the one record of which restore points exist. It is written last by every operation, atomically (a new file
 // flushed, renamed over the old one, the folder flushed), so a crash leaves the old manifest or the new one, and
 // files it does not name are leftovers of an interrupted run. Names in it are plain file names inside the set's
-// folder; anything else is refused as damage.
+// folder; anything else is refused as damage. A prune writes it twice: first with the final points and a pending
+// list of renames and deletions (Pending), then, once those are done, without it (see PruneBackup).
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -82,6 +83,20 @@ public sealed record BackupPointRecord
     public DateTimeOffset? Verified { get; init; }
 }
 
+/// <summary>A file a pending prune renames over a point's file (both plain names in the set's folder).</summary>
+/// <param name="From">The new file, written and flushed under a name of its own.</param>
+/// <param name="To">The point file it replaces; both read as the same guest content.</param>
+public sealed record BackupRename(string From, string To);
+
+/// <summary>What is left to do of a prune once its manifest is written: renames first, then deletions.</summary>
+public sealed record BackupPendingPrune
+{
+    /// <summary>New images and block hash files to rename over the files of the points they rewrite.</summary>
+    public List<BackupRename> Renames { get; init; } = new();
+    /// <summary>Files of removed points, deleted once every rename is done.</summary>
+    public List<string> Deletes { get; init; } = new();
+}
+
 /// <summary>The manifest: the set's identity and its points, oldest first.</summary>
 public sealed record BackupManifest
 {
@@ -100,6 +115,11 @@ public sealed record BackupManifest
     public string HashAlgorithm { get; init; } = "SHA-256";
     /// <summary>Restore points, oldest first.</summary>
     public List<BackupPointRecord> Points { get; init; } = new();
+    /// <summary>
+    /// A prune that has decided and written everything but not yet put its files in place (see
+    /// <see cref="PruneBackup"/>); null when the set is in a committed state. The next writer finishes it.
+    /// </summary>
+    public BackupPendingPrune? Pending { get; init; }
     /// <summary>SHA-256 of the manifest as written with this field left out: any change to the file is found.</summary>
     public string? Checksum { get; init; }
 
@@ -176,5 +196,8 @@ public sealed record BackupManifest
                 throw VDiskException.Corrupt(path, $"the point of {point.Time:u} ({point.Kind}) does not follow the point before it.");
             previous = point.File;
         }
+        var pending = Pending is null ? Array.Empty<string>() : Pending.Renames.SelectMany(r => new[] { r.From, r.To }).Concat(Pending.Deletes);
+        if (pending.Any(name => name is null || name.Length == 0 || name != Path.GetFileName(name) || name is "." or ".." or FileName))
+            throw VDiskException.Corrupt(path, "the manifest's pending prune names a file that is not a point file inside the set's folder.");
     }
 }

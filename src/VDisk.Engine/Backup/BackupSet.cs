@@ -1,7 +1,8 @@
 // A backup set on disk (issue 11 "The backup set"): a folder with the manifest, one qcow2 image and one block hash
 // file per point, and a lock file. Writers (backup, prune) hold the lock exclusively and readers (restore, test)
 // shared, so two backups into one set never interleave and nothing is pruned under a restore. Files named like
-// points but not in the manifest are what an interrupted writer left; the next writer removes them.
+// points but not in the manifest are what an interrupted writer left; the next writer removes them, after it has
+// finished a prune the manifest says is pending (BackupSet.Pending.cs), which a reader also has done first.
 using System.Text.RegularExpressions;
 using VDisk.Engine.Core;
 using VDisk.Engine.Storage;
@@ -47,7 +48,11 @@ public sealed partial class BackupSet : IDisposable
         var lockFile = Lock(folder, exclusive: false, wait, cancel);
         try
         {
-            return new BackupSet(folder, lockFile, BackupManifest.Load(folder));
+            var set = new BackupSet(folder, lockFile, BackupManifest.Load(folder));
+            if (set.Manifest?.Pending is null) return set;
+            lockFile.Dispose(); // an interrupted prune: finish it (exclusively), then read
+            using (OpenForWriting(folder, wait: true, cancel)) { }
+            return OpenForReading(folder, wait, cancel);
         }
         catch
         {
@@ -69,6 +74,7 @@ public sealed partial class BackupSet : IDisposable
         try
         {
             var set = new BackupSet(folder, lockFile, BackupManifest.Load(folder));
+            set.FinishPending(interrupted: true);
             set.RemoveLeftovers();
             return set;
         }
