@@ -50,6 +50,6 @@ public sealed partial class BackupSet
         Save(Manifest with { Pending = null });
         Step("manifest saved without the pending prune");
         if (interrupted)
-            OperationWarnings.Add($"Finished a prune of the backup set {Folder} that was interrupted; every point it kept is in place.");
+            EngineWarnings.Warn($"Finished a prune of the backup set {Folder} that was interrupted; every point it kept is in place.");
     }
 }

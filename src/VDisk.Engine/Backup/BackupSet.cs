@@ -149,7 +149,7 @@ public sealed partial class BackupSet : IDisposable
             string name = Path.GetFileName(file);
             if (!PointFileName().IsMatch(name) || named.Contains(name)) continue;
             File.Delete(file);
-            OperationWarnings.Add($"Removed '{file}', left by a backup or prune of this set that was interrupted.");
+            EngineWarnings.Warn($"Removed '{file}', left by a backup or prune of this set that was interrupted.");
         }
     }
 

@@ -17,8 +17,8 @@ public sealed class RemoveVDiskBackupCommand : VDiskCmdletBase
     /// <summary>Error id when neither a -Keep* rule nor -Time is given.</summary>
     public const string RuleRequiredId = "RetentionRuleRequired";
 
-    /// <summary>Backup set folders (wildcards allowed).</summary>
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
+    /// <summary>Backup set folders (wildcards allowed), or points' images (Get-VDiskBackup output binds by Path and Time).</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     public string[] Path { get; set; } = Array.Empty<string>();
 
@@ -46,8 +46,8 @@ public sealed class RemoveVDiskBackupCommand : VDiskCmdletBase
     [Parameter, ValidateRange(-1, int.MaxValue)]
     public int KeepYearly { get; set; }
 
-    /// <summary>Points to remove, by the time they were taken (whatever the rules say).</summary>
-    [Parameter]
+    /// <summary>Points to remove, by the time they were taken (whatever the rules say); bound from piped points.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
     public DateTime[]? Time { get; set; }
 
     /// <summary>The time zone whose calendar days, weeks, months and years the rules follow (default: this machine's).</summary>
@@ -63,6 +63,7 @@ public sealed class RemoveVDiskBackupCommand : VDiskCmdletBase
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
+    private readonly Dictionary<string, List<DateTime>> _sets = new(StringComparer.Ordinal);
     private RetentionPolicy _policy = new();
     private TimeZoneInfo _zone = TimeZoneInfo.Local;
 
@@ -74,7 +75,7 @@ public sealed class RemoveVDiskBackupCommand : VDiskCmdletBase
             KeepLast = KeepLast, KeepHourly = KeepHourly, KeepDaily = KeepDaily,
             KeepWeekly = KeepWeekly, KeepMonthly = KeepMonthly, KeepYearly = KeepYearly,
         };
-        if (_policy.IsEmpty && (Time is null || Time.Length == 0))
+        if (_policy.IsEmpty && !IsBound(nameof(Time)) && !MyInvocation.ExpectingInput)
             ThrowTerminatingError(new ErrorRecord(new ArgumentException(
                 "Say which points to keep (-KeepLast, -KeepHourly, -KeepDaily, -KeepWeekly, -KeepMonthly, -KeepYearly) or which to remove (-Time); " +
                 "Remove-VDiskBackup never removes points without a rule."), RuleRequiredId, ErrorCategory.InvalidArgument, null));
@@ -90,20 +91,37 @@ public sealed class RemoveVDiskBackupCommand : VDiskCmdletBase
         }
     }
 
-    /// <summary>Prunes each set.</summary>
+    /// <summary>Collects the sets (a point's image stands for its set) and the times to remove from each.</summary>
     protected override void ProcessRecord()
     {
         foreach (string typed in Path)
-            foreach (string folder in ResolveWildcardPath(typed))
-                Prune(folder);
+            foreach (string match in ResolveWildcardPath(typed))
+            {
+                string folder = File.Exists(match) && System.IO.Path.GetDirectoryName(match) is { } parent && BackupSet.IsSet(parent) ? parent : match;
+                if (!_sets.TryGetValue(folder, out var times)) _sets[folder] = times = new List<DateTime>();
+                times.AddRange(Time ?? Array.Empty<DateTime>());
+            }
     }
 
-    private void Prune(string folder)
+    /// <summary>Prunes each set once, with every time given for it.</summary>
+    protected override void EndProcessing()
+    {
+        foreach (var (folder, times) in _sets)
+        {
+            if (_policy.IsEmpty && times.Count == 0)
+                WriteError(new ErrorRecord(new ArgumentException($"{folder}: no rule and no point to remove was given; nothing is removed."),
+                    RuleRequiredId, ErrorCategory.InvalidArgument, folder));
+            else
+                Prune(folder, times);
+        }
+    }
+
+    private void Prune(string folder, List<DateTime> times)
     {
         var options = new PruneOptions
         {
             Policy = _policy.IsEmpty ? null : _policy, TimeZone = _zone, Wait = Wait,
-            Remove = (Time ?? Array.Empty<DateTime>()).Select(t => new DateTimeOffset(t)).ToList(), // UTC, or else local time
+            Remove = times.Distinct().Select(t => new DateTimeOffset(t)).ToList(), // UTC, or else local time
         };
         if (Attempt(folder, () => PruneBackup.Plan(folder, options)) is not { } plan) return;
         var accepted = plan.Where(d => d.Action == PruneAction.Remove && ShouldProcess(folder, Describe(d))).Select(d => d.Point.Time).ToList();
