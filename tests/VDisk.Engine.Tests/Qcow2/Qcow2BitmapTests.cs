@@ -12,10 +12,10 @@ namespace VDisk.Engine.Tests.Qcow2;
 
 public class Qcow2BitmapTests
 {
-    private const int ClusterSize = 512;
-    private const long Size = (3L << 20) + 1000; // not a whole number of granules
+    private const int ClusterSize = 4096;
+    private const long Size = (20L << 20) + 1024; // not a whole number of 4 KiB granules
 
-    // An image with one empty 512-byte-granule bitmap: each 512-byte data cluster covers 4096 granules (2 MiB).
+    // An image with one empty 512-byte-granule bitmap: each 4 KiB data cluster covers 32768 granules (16 MiB).
     private static (byte[] Bytes, long Table) WithBitmap(string name = "b")
     {
         var memory = new MemoryStorage("m.qcow2");
@@ -34,12 +34,13 @@ public class Qcow2BitmapTests
 
     private static Qcow2BitmapEntry Entry(Qcow2Driver driver) => Qcow2BitmapDirectory.Read(driver.Storage, driver.Header).Entries.Single();
 
-    private static byte[] Append(ref byte[] bytes, byte[] cluster)
+    // Appends a cluster at the next cluster boundary; returns its offset.
+    private static long Append(ref byte[] bytes, byte[] cluster)
     {
-        long at = bytes.Length;
-        Array.Resize(ref bytes, bytes.Length + cluster.Length);
+        long at = (bytes.Length + ClusterSize - 1) / ClusterSize * ClusterSize;
+        Array.Resize(ref bytes, (int)at + cluster.Length);
         cluster.CopyTo(bytes, at);
-        return bytes;
+        return at;
     }
 
     [Fact]
@@ -49,9 +50,8 @@ public class Qcow2BitmapTests
         var data = new byte[ClusterSize];
         data[0] = 0b1000_0001;   // granules 0 and 7
         data[1] = 0xff;          // 8..15, joined with nothing before (7 is set, 8 too: 7..15 is one run)
-        data[511] = 0x80;        // granule 4095, the last of the first data cluster: joins the all-ones second entry
-        long host = bytes.Length;
-        Append(ref bytes, data);
+        data[4095] = 0x80;       // granule 32767, the last of the first data cluster: joins the all-ones second entry
+        long host = Append(ref bytes, data);
         BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan((int)table), (ulong)host);
         BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan((int)table + 8), Qcow2BitmapDirectory.AllOnes);
         using var driver = Open(bytes);
@@ -59,7 +59,7 @@ public class Qcow2BitmapTests
         {
             new DirtyRange(0, 512),
             new DirtyRange(7 * 512, 9 * 512),
-            new DirtyRange(4095 * 512, Size - 4095 * 512), // to the end of the disk, clipped to its size
+            new DirtyRange(32767L * 512, driver.VirtualSize - 32767L * 512), // to the end of the disk (whole sectors, as QEMU keeps)
         }, driver.ReadBitmap("b"));
         Assert.True(driver.Bitmaps.Single().Consistent);
     }
@@ -96,7 +96,7 @@ public class Qcow2BitmapTests
     [InlineData(0x0100_0000_0000_0000UL, "reserved bits")]
     [InlineData(0x2UL, "reserved bits")]
     [InlineData(0x201UL, "reserved bits")]       // an offset with the all-ones bit
-    [InlineData(0x300UL, "misaligned")]
+    [InlineData(0x1200UL, "misaligned")]
     [InlineData(0x00ff_ffff_ffff_fe00UL, "beyond the end")]
     public void AHostileTableEntryMakesTheBitmapNotUsable(ulong entry, string problem)
     {

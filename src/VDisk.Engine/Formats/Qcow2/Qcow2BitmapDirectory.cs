@@ -63,6 +63,8 @@ internal static class Qcow2BitmapDirectory
     /// <summary>QEMU's limits (block/qcow2.h, block/qcow2-bitmap.c).</summary>
     public const int MaxBitmaps = 65535, MaxNameBytes = 1023, MinGranularityBits = 9, MaxGranularityBits = 31, ExtensionLength = 24;
     public const long MaxDirectoryBytes = 1024L * MaxBitmaps, MaxTableEntries = 0x8000000, MaxBitmapBytes = 0x20000000;
+    /// <summary>Table entries one listing checks at most (32 MiB of tables).</summary>
+    public const long ListingTableBudget = 1L << 22;
     /// <summary>Type 1, the only type qcow2 defines: a dirty-tracking bitmap.</summary>
     public const byte DirtyTrackingType = 1;
     /// <summary>Table entry bits: 0 = all ones (when the offset is 0), 9-55 = data cluster offset, the rest reserved.</summary>
@@ -213,10 +215,16 @@ internal static class Qcow2BitmapDirectory
         }
     }
 
-    /// <summary>What <c>qemu-img info</c> would say about <paramref name="entry"/>.</summary>
-    public static Qcow2BitmapInfo Describe(IStorage storage, Qcow2BitmapEntry entry, long virtualSize, int clusterBits)
+    /// <summary>
+    /// What <c>qemu-img info</c> would say about <paramref name="entry"/>. <paramref name="tableBudget"/> bounds the table
+    /// entries checked over a whole listing (a hostile directory may name thousands of large tables): a table past it
+    /// is not trusted.
+    /// </summary>
+    public static Qcow2BitmapInfo Describe(IStorage storage, Qcow2BitmapEntry entry, long virtualSize, int clusterBits, ref long tableBudget)
     {
-        string? problem = Problem(entry, virtualSize, clusterBits, storage.Length) ?? CheckTable(storage, entry, clusterBits);
+        string? problem = Problem(entry, virtualSize, clusterBits, storage.Length);
+        if (problem is null && (tableBudget -= entry.TableSize) < 0) problem = "the image has too many bitmap table entries to check";
+        problem ??= CheckTable(storage, entry, clusterBits);
         long granularity = entry.GranularityBits < 63 ? 1L << entry.GranularityBits : 0;
         return new Qcow2BitmapInfo(entry.Name, granularity, (Qcow2BitmapFlags)entry.Flags, entry.Type, problem is null, problem);
     }

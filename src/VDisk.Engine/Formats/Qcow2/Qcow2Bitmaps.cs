@@ -31,7 +31,10 @@ internal sealed partial class Qcow2Image
     {
         lock (_lock)
         {
-            return ReadBitmaps().Select(e => Qcow2BitmapDirectory.Describe(Storage, e, Header.Size, Geometry.ClusterBits)).ToList();
+            long budget = Qcow2BitmapDirectory.ListingTableBudget;
+            var listed = new List<Qcow2BitmapInfo>();
+            foreach (var entry in ReadBitmaps()) listed.Add(Qcow2BitmapDirectory.Describe(Storage, entry, Header.Size, Geometry.ClusterBits, ref budget));
+            return listed;
         }
     }
 
@@ -73,7 +76,7 @@ internal sealed partial class Qcow2Image
                 Encoding.UTF8.GetBytes(name), Array.Empty<byte>());
             entries.Add(added);
             PublishBitmaps(entries, Array.Empty<Qcow2BitmapEntry>());
-            return Qcow2BitmapDirectory.Describe(Storage, added, Header.Size, Geometry.ClusterBits);
+            return Describe(added);
         }
     }
 
@@ -109,7 +112,7 @@ internal sealed partial class Qcow2Image
             var cleared = old with { TableOffset = table.Value, TableSize = size, Flags = old.Flags & ~(uint)Qcow2BitmapFlags.InUse };
             entries[entries.IndexOf(old)] = cleared;
             PublishBitmaps(entries, new[] { old });
-            return Qcow2BitmapDirectory.Describe(Storage, cleared, Header.Size, Geometry.ClusterBits);
+            return Describe(cleared);
         }
     }
 
@@ -145,6 +148,12 @@ internal sealed partial class Qcow2Image
             ? new[] { (new HostOffset(d.DirectoryOffset), d.DirectorySize) }
             : Array.Empty<(HostOffset, long)>());
         _bitmapsGuarded = !Qcow2BitmapDirectory.Valid(Header);
+    }
+
+    private Qcow2BitmapInfo Describe(Qcow2BitmapEntry entry)
+    {
+        long budget = Qcow2BitmapDirectory.ListingTableBudget;
+        return Qcow2BitmapDirectory.Describe(Storage, entry, Header.Size, Geometry.ClusterBits, ref budget);
     }
 
     private List<Qcow2BitmapEntry> ReadBitmaps()
