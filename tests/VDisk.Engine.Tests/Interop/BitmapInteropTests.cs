@@ -162,6 +162,32 @@ public class BitmapInteropTests
         Assert.Equal(2, BitmapImage.List(img).Count);
     }
 
+    // An image an older writer changed without knowing bitmaps: the extension is still there, the autoclear bit is not.
+    // QEMU ignores such an extension (its clusters leak); VDisk lists nothing, and a new bitmap replaces it.
+    [SkippableFact]
+    public void AStaleExtensionWithoutTheAutoclearBitIsNeverTrustedAndIsReplacedByANewBitmap()
+    {
+        Qemu.Require();
+        using var dir = new TempFolder();
+        string img = dir.File("s.qcow2");
+        Qemu.Img("create", "-q", "-f", "qcow2", img, Size.ToString());
+        Qemu.Img("bitmap", "--add", img, "stale");
+        Write(img, WritesA);
+        var bytes = File.ReadAllBytes(img);
+        bytes[Qcow2Header.AutoclearOffset + 7] &= 0xfe;
+        File.WriteAllBytes(img, bytes);
+        Assert.Empty(BitmapImage.List(img));
+        Assert.Contains("lacking bitmap support", Qemu.TryImg("info", img).Output); // QEMU does not trust it either
+
+        BitmapImage.Add(img, "fresh");
+        Assert.Equal(new[] { "fresh" }, BitmapImage.List(img).Select(b => b.Name));
+        AssertMatchesQemuInfo(img, BitmapImage.List(img));
+        Assert.True(CheckImage.Run(img, RepairMode.Leaks).LeaksFixed > 0); // the stale bitmap's clusters, as QEMU leaves them
+        Qemu.CheckClean(img);
+        Write(img, WritesB);
+        Assert.Equal(Expected(65536, WritesB), BitmapImage.Read(img, "fresh").ToList());
+    }
+
     internal static void Write(string img, IEnumerable<(long Offset, long Length)> writes)
     {
         var args = new List<string> { "-f", "qcow2" };
