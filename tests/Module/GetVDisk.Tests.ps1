@@ -1,5 +1,10 @@
 # Get-VDisk: -Path/-LiteralPath resolution, pipeline binding (Get-ChildItem, strings, objects), folders,
-# the VDiskInfo it returns, non-terminating errors with stable ids, and the broken-chain warning.
+# the VDiskInfo it returns (with the persistent bitmaps qemu-img info lists), non-terminating errors with stable ids,
+# and the broken-chain warning.
+
+BeforeDiscovery {
+    . (Join-Path $PSScriptRoot 'QemuSkip.ps1')
+}
 
 BeforeAll {
     . (Join-Path $PSScriptRoot 'TestSupport.ps1')
@@ -123,6 +128,35 @@ Describe 'Get-VDisk output' {
         $info = Get-VDisk -LiteralPath "$folder/disk.img"
         $info.FileLength | Should -Be 2MB
         $info.FileSize | Should -BeLessThan 2MB
+    }
+}
+
+Describe 'Get-VDisk bitmaps' -Skip:$SkipQemu {
+    It 'lists the bitmaps qemu-img info lists, and shows one VDisk wrote through as in use' {
+        $image = Join-Path $TestDrive 'bitmaps.qcow2'
+        $null = New-VDisk -Path $image -SizeBytes 8MB
+        $null = Invoke-QemuImg @('bitmap', '--add', '-g', '4096', $image, 'nightly')
+        $null = Invoke-QemuImg @('bitmap', '--add', '--disable', $image, 'weekly')
+        $info = Get-VDisk -LiteralPath $image
+        $info.Bitmaps.Name | Should -Be @('nightly', 'weekly')
+        $info.Bitmaps.Granularity | Should -Be @(4096, 65536)
+        $info.Bitmaps.Enabled | Should -Be @($true, $false)
+        $info.Bitmaps.Consistent | Should -Be @($true, $true)
+        $qemu = (Get-QemuInfo $image).'format-specific'.data.bitmaps
+        $info.Bitmaps.Name | Should -Be @($qemu.name)
+        $info.Bitmaps.Granularity | Should -Be @($qemu.granularity)
+
+        Resize-VDisk -LiteralPath $image -SizeBytes 16MB
+        $after = (Get-VDisk -LiteralPath $image).Bitmaps
+        $after.InUse | Should -Be @($true, $true)
+        $after.Consistent | Should -Be @($false, $false)
+        $after[0].Problem | Should -Match 'in use'
+        (Get-QemuInfo $image).'format-specific'.data.bitmaps[0].flags | Should -Contain 'in-use'
+        (Get-QemuCheck $image).leaks | Should -BeNullOrEmpty
+    }
+
+    It 'shows no bitmaps for an image without any' {
+        (Get-VDisk -LiteralPath "$folder/base.qcow2").Bitmaps.Count | Should -Be 0
     }
 }
 

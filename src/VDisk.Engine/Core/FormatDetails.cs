@@ -1,4 +1,6 @@
 // Format-specific facts a driver reports for `Get-VDisk` / `qemu-img info` (DESIGN.md "Core").
+using VDisk.Engine.Formats.Qcow2;
+
 namespace VDisk.Engine.Core;
 
 /// <summary>Compression algorithms for compressed clusters.</summary>
@@ -33,6 +35,8 @@ public sealed record FormatDetails
     public int SnapshotCount { get; init; }
     /// <summary>Subformat (vmdk createType, vdi dynamic/static).</summary>
     public string? Subformat { get; init; }
+    /// <summary>Persistent dirty bitmaps (qcow2 v3), as qemu-img info's format-specific "bitmaps".</summary>
+    public IReadOnlyList<Qcow2BitmapInfo> Bitmaps { get; init; } = Array.Empty<Qcow2BitmapInfo>();
     /// <summary>Feature names set in the image that this version does not interpret but preserves.</summary>
     public IReadOnlyList<string> UnknownFeatures { get; init; } = Array.Empty<string>();
 }

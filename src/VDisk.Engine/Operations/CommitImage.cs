@@ -179,7 +179,7 @@ public static class CommitImage
         {
             bool relative = plan.Layers[plan.BaseDepth - 1].StoredBackingName is { } stored && !Path.IsPathRooted(stored);
             using (var driver = (Qcow2Driver)ImageChain.OpenFile(top.Path, ImageFormat.Qcow2, writable: true))
-                driver.Image.SetBacking(ChainLayers.StoredName(top.Path, plan.Base, relative), FormatProbe.Name(plan.Layers[plan.BaseDepth].Format));
+                driver.Image.SetBacking(ChainLayers.StoredName(top.Path, plan.Base, relative), FormatProbe.Name(plan.Layers[plan.BaseDepth].Format), changesGuestContent: false);
             foreach (var layer in between) Delete(layer, deleted);
             Delete(top, deleted);
         }

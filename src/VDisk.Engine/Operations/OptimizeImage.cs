@@ -4,7 +4,8 @@
 // power cut cannot turn into corruption. Full mode rewrites the active state compactly through the convert pipeline
 // (only what differs from the backing file, when there is one) into a temporary file beside the image and renames it
 // over the image while holding QEMU's write lock; an image with internal snapshots is refused, since a rewrite of the
-// active state would drop them. Either way the guest view does not change, and an image that is not consistent (or is
+// active state would drop them, and so is one with persistent dirty bitmaps (quick mode keeps them valid: it changes no
+// guest content and never touches a referenced cluster). Either way the guest view does not change, and an image that is not consistent (or is
 // dirty) is refused until Test-VDisk -Repair All has run.
 using VDisk.Engine.Chain;
 using VDisk.Engine.Core;
@@ -82,6 +83,12 @@ public static class OptimizeImage
         if (header.SnapshotCount > 0)
             throw VDiskException.Unsupported(path, $"{path} has {header.SnapshotCount} internal snapshot(s), which a full rewrite would drop; " +
                 "delete them first (Remove-VDiskSnapshot), or optimize in place without -Full.");
+        if (Qcow2BitmapDirectory.Valid(header))
+        {
+            var names = BitmapImage.List(path).Select(b => $"'{b.Name}'");
+            throw VDiskException.Unsupported(path, $"{path} has persistent dirty bitmaps ({string.Join(", ", names)}), which a full rewrite would drop; " +
+                "optimize in place without -Full (which keeps them), or remove them first.");
+        }
         var options = new ConvertOptions
         {
             SourceFormat = ImageFormat.Qcow2,

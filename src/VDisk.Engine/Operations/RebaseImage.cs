@@ -83,7 +83,7 @@ public static class RebaseImage
         if (options.Unsafe)
         {
             using var driver = (Qcow2Driver)ImageChain.OpenFile(image, ImageFormat.Qcow2, writable: true);
-            driver.Image.SetBacking(name, format is { } f ? FormatProbe.Name(f) : null);
+            driver.Image.SetBacking(name, format is { } f ? FormatProbe.Name(f) : null, changesGuestContent: true);
             return new RebaseResult { Path = image, BackingName = name };
         }
         using var disk = ImageChain.Open(image, new OpenOptions { Writable = true, Format = ImageFormat.Qcow2 });
@@ -100,7 +100,7 @@ public static class RebaseImage
             Undo(disk, copier.Written);
             throw;
         }
-        ((Qcow2Driver)disk.Driver).Image.SetBacking(name, format is { } recorded ? FormatProbe.Name(recorded) : null);
+        ((Qcow2Driver)disk.Driver).Image.SetBacking(name, format is { } recorded ? FormatProbe.Name(recorded) : null, changesGuestContent: false);
         return new RebaseResult { Path = image, BackingName = name, BytesWritten = copier.BytesWritten };
     }
 

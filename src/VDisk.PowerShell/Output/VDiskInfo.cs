@@ -59,6 +59,9 @@ public sealed class VDiskInfo
     /// <summary>Number of internal snapshots stored in the image.</summary>
     public int SnapshotCount { get; init; }
 
+    /// <summary>Persistent dirty bitmaps stored in the image (qcow2 version 3), as qemu-img info lists them.</summary>
+    public VDiskBitmap[] Bitmaps { get; init; } = Array.Empty<VDiskBitmap>();
+
     /// <summary>Number of backing images beneath this one that could be opened (0 for a standalone image).</summary>
     public int ChainDepth { get; init; }
 
@@ -87,6 +90,7 @@ public sealed class VDiskInfo
         CompressionType = info.Details.CompressionType,
         Encrypted = info.Details.Encrypted,
         SnapshotCount = info.Details.SnapshotCount,
+        Bitmaps = info.Details.Bitmaps.Select(VDiskBitmap.From).ToArray(),
         ChainDepth = info.ChainDepth,
         Subformat = info.Details.Subformat,
         UnknownFeatures = info.Details.UnknownFeatures.ToArray(),

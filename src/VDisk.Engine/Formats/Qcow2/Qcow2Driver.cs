@@ -57,10 +57,27 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
         Corrupt = Header.IsCorrupt,
         Encrypted = IsEncrypted,
         SnapshotCount = Header.SnapshotCount,
+        Bitmaps = BitmapsOrNone(),
         UnknownFeatures = Qcow2Features.Describe(Header.IncompatibleFeatures & ~Qcow2Features.KnownIncompatible, 0, _featureNames)
             .Concat(Qcow2Features.Describe(Header.CompatibleFeatures & ~Qcow2Features.LazyRefcounts, 1, _featureNames))
             .ToArray(),
     };
+
+    /// <summary>The persistent dirty bitmaps (see <see cref="Qcow2Image.Bitmaps"/>); a broken bitmap directory is an error.</summary>
+    public IReadOnlyList<Qcow2BitmapInfo> Bitmaps => _image.Bitmaps();
+
+    /// <summary>
+    /// The guest ranges the consistent bitmap <paramref name="name"/> marks dirty, in order and merged, clipped to the
+    /// virtual size; read lazily. A missing bitmap, or one that cannot be trusted, is an error.
+    /// </summary>
+    public IEnumerable<DirtyRange> ReadBitmap(string name) => _image.DirtyRanges(name);
+
+    // For Get-VDisk: a directory that cannot be read shows no bitmaps (and none of them is trusted anywhere).
+    private IReadOnlyList<Qcow2BitmapInfo> BitmapsOrNone()
+    {
+        try { return _image.Bitmaps(); }
+        catch (VDiskException) { return Array.Empty<Qcow2BitmapInfo>(); }
+    }
 
     private bool IsEncrypted => Header.CryptMethod != 0
         || Header.Extensions.Any(e => e.Type == Qcow2HeaderExtension.FullDiskEncryptionType);

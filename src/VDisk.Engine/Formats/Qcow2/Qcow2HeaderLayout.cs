@@ -43,17 +43,20 @@ internal static class Qcow2HeaderLayout
     /// <summary>
     /// <paramref name="next"/> (a canonical serialisation) with its backing name moved where it does not overlap what
     /// <paramref name="onDisk"/> references: an unchanged name stays where it is, a new one goes after the extensions
-    /// or after the old name. When the cluster has no room for that, the canonical place is kept.
+    /// or after the old name. When the cluster has no room for that, the canonical place is kept. With
+    /// <paramref name="clearance"/>, the name keeps that many bytes free after the extensions (room for an extension a
+    /// later change adds without touching the name).
     /// </summary>
-    public static byte[] PlaceBackingName(byte[] next, byte[] onDisk)
+    public static byte[] PlaceBackingName(byte[] next, byte[] onDisk, int clearance = 0)
     {
         var (at, length) = BackingName(next);
         if (length == 0) return next;
         var name = next.AsSpan(at, length);
         var (oldAt, oldLength) = BackingName(onDisk);
-        int extensionsEnd = Align8(Math.Max(Referenced(next)[0].End, Referenced(onDisk)[0].End));
+        int nextEnd = Referenced(next)[0].End + clearance;
+        int extensionsEnd = Align8(Math.Max(nextEnd, Referenced(onDisk)[0].End));
         int target;
-        if (oldLength == length && oldAt >= Referenced(next)[0].End && onDisk.AsSpan(oldAt, oldLength).SequenceEqual(name))
+        if (oldLength == length && oldAt >= nextEnd && onDisk.AsSpan(oldAt, oldLength).SequenceEqual(name))
             target = oldAt; // unchanged: stays
         else
         {
@@ -75,6 +78,13 @@ internal static class Qcow2HeaderLayout
     /// durable before the next begins.
     /// </summary>
     public static (byte[] Result, List<List<(int Offset, int Length)>> Phases) Plan(byte[] onDisk, byte[] next)
+        => Plan(onDisk, next, out _);
+
+    /// <summary>
+    /// As <see cref="Plan(byte[], byte[])"/>; <paramref name="referencedPhases"/> counts the phases that change bytes the
+    /// old header references (one means the switch is a single write inside one sector).
+    /// </summary>
+    public static (byte[] Result, List<List<(int Offset, int Length)>> Phases) Plan(byte[] onDisk, byte[] next, out int referencedPhases)
     {
         int size = Math.Max(onDisk.Length, next.Length);
         var result = new byte[size];
@@ -94,6 +104,7 @@ internal static class Qcow2HeaderLayout
             phases.Add(Runs(kind, 2, sector * SectorSize, Math.Min(size, (sector + 1) * SectorSize)));
         }
         phases.RemoveAll(p => p.Count == 0);
+        referencedPhases = phases.Count - (phases.Count > 0 && kind.Contains((byte)1) ? 1 : 0);
         return (result, phases);
     }
 

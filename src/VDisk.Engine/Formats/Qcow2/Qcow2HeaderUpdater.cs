@@ -4,6 +4,7 @@
 // are written: flipping a feature bit or moving a table is a write of a few bytes inside one sector, which
 // a power cut cannot tear; a change across sectors (a new backing file) is written in phases that each leave
 // a valid header (Qcow2HeaderLayout). A header that no longer fits in the first cluster is refused, never truncated.
+using VDisk.Engine.Core;
 using VDisk.Engine.Storage;
 
 namespace VDisk.Engine.Formats.Qcow2;
@@ -32,12 +33,27 @@ internal sealed class Qcow2HeaderUpdater
     /// Applies <paramref name="change"/> and writes the bytes that differ. With <paramref name="durable"/> the change
     /// is flushed to the medium before this returns (and everything written before it is made durable first).
     /// </summary>
-    public void Update(Action<Qcow2Header> change, bool durable = true)
+    public void Update(Action<Qcow2Header> change, bool durable = true) => Apply(change, durable, null, 0);
+
+    /// <summary>
+    /// Applies <paramref name="change"/> durably only when it switches the header from the old state to the new one
+    /// with a single write inside one sector (after the bytes the old header does not reference), so that a power cut
+    /// leaves exactly one of the two; otherwise nothing is written and the change is refused, naming
+    /// <paramref name="what"/> and the image <paramref name="path"/>. <paramref name="nameClearance"/> keeps that many bytes free between the extensions and
+    /// the backing file name (see <see cref="Qcow2HeaderLayout.PlaceBackingName"/>).
+    /// </summary>
+    public void UpdateAtomically(Action<Qcow2Header> change, string what, string path, int nameClearance = 0)
+        => Apply(change, true, (what, path), nameClearance);
+
+    private void Apply(Action<Qcow2Header> change, bool durable, (string What, string Path)? atomic, int nameClearance)
     {
         var next = Header.Clone();
         change(next);
-        var bytes = Qcow2HeaderLayout.PlaceBackingName(next.Serialize(mayDropFeatureTable: false), _onDisk);
-        var (onDisk, phases) = Qcow2HeaderLayout.Plan(_onDisk, bytes); // see Qcow2HeaderLayout: no phase can be torn into an unreadable header
+        var bytes = Qcow2HeaderLayout.PlaceBackingName(next.Serialize(mayDropFeatureTable: false), _onDisk, nameClearance);
+        var (onDisk, phases) = Qcow2HeaderLayout.Plan(_onDisk, bytes, out int referenced); // see Qcow2HeaderLayout: no phase can be torn into an unreadable header
+        if (atomic is { } a && referenced > 1)
+            throw VDiskException.Unsupported(a.Path, $"{a.What} would change the header in {referenced} sectors, which a power cut could tear " +
+                "(the header extensions or the backing file name lie across a sector boundary); nothing was changed.");
         for (int phase = 0; phase < phases.Count; phase++)
         {
             if (phase > 0 || durable) _order.Barrier(phase == 0 ? BarrierName : StepBarrierName);

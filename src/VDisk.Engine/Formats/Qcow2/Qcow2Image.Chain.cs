@@ -14,12 +14,15 @@ internal sealed partial class Qcow2Image
     /// metadata change made before is durable first, so the new reference never publishes data that is not there.
     /// The format extension is rewritten where it is, or appended after the others, so no other extension moves
     /// (see <see cref="Qcow2HeaderLayout"/>); without a backing file it stays, unread, as QEMU leaves it.
+    /// <paramref name="changesGuestContent"/> (an unsafe rebase) marks the bitmaps in use first; a switch to a backing
+    /// file that reads the same (a safe rebase, a commit's top) leaves them valid.
     /// </summary>
-    public void SetBacking(string? name, string? format)
+    public void SetBacking(string? name, string? format, bool changesGuestContent)
     {
         lock (_lock)
         {
             CheckWritable();
+            if (changesGuestContent) BeforeGuestChange();
             WriteBackAll(); // the header update's first barrier makes this and every guest write durable before the switch
             _header.Update(h =>
             {

@@ -56,6 +56,7 @@ internal sealed partial class Qcow2Image
             CheckWritable();
             long old = Header.Size;
             if (size <= old) return;
+            BeforeGuestChange(); // bitmaps are sized for the old disk
             zeroNewClusters &= fillNewArea is null; // preallocated clusters hold zeroes of their own
             if (zeroNewClusters && Header.Version < 3)
                 throw VDiskException.Unsupported(Storage.Name, "a version 2 (compat 0.10) image cannot grow over a larger backing file: the backing file would show through past its old end.");
@@ -85,6 +86,7 @@ internal sealed partial class Qcow2Image
             CheckWritable();
             long old = Header.Size;
             if (size >= old) return;
+            BeforeGuestChange(); // bitmaps are sized for the old disk
             long first = (size + Geometry.ClusterSize - 1) >> Geometry.ClusterBits;
             long end = (old + Geometry.ClusterSize - 1) >> Geometry.ClusterBits;
             if (end > first) Active.Update(first, end - first, (_, _) => 0);

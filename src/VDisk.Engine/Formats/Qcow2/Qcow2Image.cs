@@ -1,6 +1,7 @@
 // The qcow2 metadata core (DESIGN.md "The qcow2 metadata core"; qcow2.rst as a whole): one object per open
 // image that owns the header (through its updater), the L1 tables, the L2 and refcount-block caches with
-// their write-order dependencies, allocation and freeing, the overlap guard, and the dirty and corrupt bits.
+// their write-order dependencies, allocation and freeing, the overlap guard, the dirty and corrupt bits, and the
+// persistent bitmaps (Qcow2Bitmaps.cs).
 // Everything that changes qcow2 metadata goes through here; Qcow2Driver only answers mapping questions.
 using VDisk.Engine.Core;
 using VDisk.Engine.Storage;
@@ -65,7 +66,7 @@ internal sealed partial class Qcow2Image : IDisposable
 
     /// <summary>
     /// Opens the image in <paramref name="storage"/>: parses and validates the header and opens the tables. A writable
-    /// image gets the dirty bit (lazy refcounts) and loses autoclear bits it does not maintain, both durably.
+    /// image gets the dirty bit (lazy refcounts) and loses autoclear bits it does not maintain (all but bitmaps), both durably.
     /// </summary>
     public static Qcow2Image Open(IStorage storage, bool writable, Qcow2CacheBudget budget, Action<Qcow2Header>? check = null)
     {
@@ -132,6 +133,7 @@ internal sealed partial class Qcow2Image : IDisposable
         lock (_lock)
         {
             CheckWritable();
+            BeforeGuestChange();
             Active.Update(firstCluster, count, newEntry);
         }
     }
@@ -226,6 +228,7 @@ internal sealed partial class Qcow2Image : IDisposable
     internal void CheckDataWrite(long offset, long length)
     {
         if (_corrupt) throw CorruptError();
+        BeforeGuestChange();
         _guard.CheckWrite(new HostOffset(offset), length, Qcow2MetadataKind.None);
     }
 
@@ -265,8 +268,9 @@ internal sealed partial class Qcow2Image : IDisposable
     private void PrepareForWriting()
     {
         GuardMetadata();
-        if (Header.Version >= 3 && Header.AutoclearFeatures != 0)
-            _header.Update(h => h.AutoclearFeatures = 0); // a writer that does not maintain them (bitmaps) must clear them
+        if (Header.Version >= 3 && (Header.AutoclearFeatures & ~Qcow2Features.Bitmaps) != 0)
+            _header.Update(h => h.AutoclearFeatures &= Qcow2Features.Bitmaps); // a writer that does not maintain them must clear them
+        GuardBitmaps(); // bitmaps are kept: marked in use before the first guest change (Qcow2Bitmaps.cs)
         if (Header.LazyRefcounts && !Header.IsDirty)
         {
             _header.Update(h => h.IncompatibleFeatures |= Qcow2Features.Dirty);

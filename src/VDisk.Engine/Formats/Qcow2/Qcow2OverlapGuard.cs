@@ -1,6 +1,6 @@
 // The metadata-overlap check on every host write (QEMU's qcow2_check_metadata_overlap, "cached" mode):
 // the header, the active L1 table and its L2 tables, the refcount table and its blocks, the snapshot table
-// and the snapshots' L1 tables are known in memory; a write that would land on one of them (guest data
+// the snapshots' L1 tables and the bitmap directory are known in memory; a write that would land on one of them (guest data
 // steered there by a corrupt L2 entry, or a table written over another) is refused, and the owner marks
 // the image corrupt instead of writing.
 using VDisk.Engine.Core;
@@ -19,6 +19,9 @@ internal enum Qcow2MetadataKind
     RefcountBlock = 16,
     SnapshotTable = 32,
     InactiveL1 = 64,
+    BitmapDirectory = 128,
+    /// <summary>New bitmap tables and directories (written to fresh clusters; not tracked as ranges).</summary>
+    BitmapTable = 256,
 }
 
 /// <summary>Where the image's metadata is, and the check every write goes through. Thread-safe.</summary>
@@ -114,6 +117,8 @@ internal sealed class Qcow2OverlapGuard
         Qcow2MetadataKind.RefcountBlock => "a refcount block",
         Qcow2MetadataKind.SnapshotTable => "snapshot table",
         Qcow2MetadataKind.InactiveL1 => "L1 table of an internal snapshot",
+        Qcow2MetadataKind.BitmapDirectory => "bitmap directory",
+        Qcow2MetadataKind.BitmapTable => "a new bitmap table or directory",
         _ => kind.ToString(),
     };
 }

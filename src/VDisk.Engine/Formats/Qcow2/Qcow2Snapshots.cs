@@ -58,6 +58,7 @@ internal sealed partial class Qcow2Image
             FlushLocked();
             var saved = ReadSnapshotL1(snapshot);
             CheckReferencesCanGrow(saved);
+            BeforeGuestChange();
             bool dirty = MarkDirty();
             ChangeReferences(saved, +1, dereferencedBy: null);
 
