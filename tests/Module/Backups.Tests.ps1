@@ -36,7 +36,9 @@ Describe 'A backup set over several runs' -Skip:$SkipQemu {
     It 'writes a full point first and then incremental ones' {
         $made | ForEach-Object { $_ | Should -BeOfType VDisk.PowerShell.VDiskBackupPoint }
         $made.Kind | Should -Be @('Full', 'Incremental', 'Incremental')
-        $made.ChangeDetection | Should -Be @('Full', 'Hashes', 'Hashes')
+        $made.ChangeDetection | Should -Be @('Full', 'Bitmap', 'Bitmap') # a qcow2 source carries the set's dirty bitmap
+        $made[1].BytesRead | Should -BeLessOrEqual (1MB + 64KB)
+        (Get-VDisk $image).Bitmaps.Name | Should -Be @($made[2].Bitmap)
         $made[1].ChangedBytes | Should -BeLessOrEqual (1MB + 64KB)
         $made[0].SetPath | Should -Be "$folder/backups/vm"
         $made[0].SourcePath | Should -Be $image

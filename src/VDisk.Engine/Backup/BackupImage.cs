@@ -59,17 +59,45 @@ public static class BackupImage
         source = Path.GetFullPath(source);
         if (options.ThrottleLimit < 1) throw VDiskException.Invalid(source, $"Throttle limit {options.ThrottleLimit} is invalid: use 1 or more workers.");
         using var warnings = OperationWarnings.Collect();
-        using var input = OpenSource(source, options);
         using var set = BackupSet.OpenForWriting(setFolder, options.Wait, cancel);
         var time = (options.Time ?? DateTimeOffset.UtcNow).ToUniversalTime();
         var last = set.Points.Count > 0 ? set.Points[^1] : null;
         if (last != null && time <= last.Time)
             throw VDiskException.Invalid(set.Folder, $"{set.Folder}: a point at {time:u} cannot follow the newest point, taken at {last.Time:u}.");
-
         var kind = options.Full || last is null ? BackupKind.Full : BackupKind.Incremental;
+        string setId = set.Manifest?.SetId ?? Guid.NewGuid().ToString("N");
+
+        // The new point's bitmap goes in before the source is read, so it marks every write made after the read.
+        var (bitmap, addNote) = options.Force ? (null, "-Force: no dirty bitmap is added to an image another process may be writing")
+            : BackupBitmaps.TryAdd(source, BackupBitmaps.NameFor(setId, time));
+        BackupPointRecord? point = null;
+        try
+        {
+            using (var input = OpenSource(source, options))
+                point = WritePoint(set, input, last, kind, time, setId, bitmap, addNote, options, progress, cancel);
+            return new BackupResult { SetPath = set.Folder, Point = point, Warnings = warnings.Messages };
+        }
+        finally
+        {
+            // Only the newest point's bitmap is kept; a failed backup takes its own away (the previous one still counts).
+            if (point != null) BackupBitmaps.RemoveOthers(source, setId, keep: bitmap);
+            else if (bitmap != null) BackupBitmaps.Remove(source, bitmap);
+        }
+    }
+
+    private static BackupPointRecord WritePoint(BackupSet set, VirtualDisk input, BackupPointRecord? last, BackupKind kind, DateTimeOffset time,
+        string setId, string? bitmap, string? addNote, BackupOptions options, IProgress<BackupProgress>? progress, CancellationToken cancel)
+    {
         var previous = kind == BackupKind.Full ? new BlockHashTable() : set.HashesOf(last!);
         var detection = kind == BackupKind.Full ? ChangeDetection.Full : ChangeDetection.Hashes;
-        var regions = new[] { (0L, input.Length) };
+        IEnumerable<(long Offset, long Length)> regions = new[] { (0L, input.Length) };
+        string? note = addNote;
+        if (kind == BackupKind.Incremental && !options.Force)
+        {
+            var (dirty, why) = BackupBitmaps.DirtyRanges(input.Path, last!, input.Length);
+            if (dirty != null) (detection, regions) = (ChangeDetection.Bitmap, dirty);
+            else note = string.Join("; ", new[] { why, addNote }.Where(n => n != null));
+        }
 
         string name = set.NewPointName(time, kind);
         string imagePath = set.PathOf(name + ".qcow2"), hashPath = set.PathOf(name + ".blockhashes");
@@ -96,7 +124,8 @@ public static class BackupImage
             {
                 Time = time, Kind = kind, File = Path.GetFileName(imagePath), Backing = kind == BackupKind.Full ? null : last!.File,
                 FileSha256 = FileHashes.Sha256(image.Temp), HashFile = Path.GetFileName(hashPath), HashFileSha256 = FileHashes.Sha256(hashTemp),
-                Source = IdentityOf(input), ChangeDetection = detection, Compression = options.Compress ? options.CompressionType.ToString() : "None",
+                Source = IdentityOf(input), ChangeDetection = detection, ChangeDetectionNote = string.IsNullOrEmpty(note) ? null : note, Bitmap = bitmap,
+                Compression = options.Compress ? options.CompressionType.ToString() : "None",
                 BytesRead = copier.BytesRead, ChangedBytes = copier.BytesChanged,
                 StoredBytes = new FileInfo(image.Temp).Length + new FileInfo(hashTemp).Length,
             };
@@ -105,10 +134,10 @@ public static class BackupImage
             image.Commit();
             File.Move(hashTemp, hashPath);
             HostFileSync.Directory(set.Folder);
-            var manifest = set.Manifest ?? new BackupManifest { SetId = Guid.NewGuid().ToString("N") };
+            var manifest = set.Manifest ?? new BackupManifest { SetId = setId };
             set.Save(manifest with { Points = manifest.Points.Append(point).ToList() });
             published = false;
-            return new BackupResult { SetPath = set.Folder, Point = point, Warnings = warnings.Messages };
+            return point;
         }
         catch (Exception e) when (CreateImage.WrapHostError(e, set.Folder) is var wrapped && wrapped != e)
         {

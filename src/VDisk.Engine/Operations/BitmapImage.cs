@@ -17,6 +17,13 @@ public static class BitmapImage
         return driver is Qcow2Driver qcow2 ? qcow2.Bitmaps : Array.Empty<Qcow2BitmapInfo>();
     }
 
+    /// <summary>The qcow2 version of the image at <paramref name="path"/> (only version 3 holds bitmaps), or null for other formats.</summary>
+    public static int? Qcow2Version(string path)
+    {
+        using var driver = ImageChain.OpenFile(Path.GetFullPath(path), null, writable: false, forceShare: true);
+        return driver is Qcow2Driver qcow2 ? qcow2.Header.Version : null;
+    }
+
     /// <summary>
     /// The guest ranges the bitmap <paramref name="name"/> marks dirty (see <see cref="Qcow2Driver.ReadBitmap"/>). The
     /// image stays open until the enumeration ends or its enumerator is disposed; a missing or untrusted bitmap is an

@@ -34,6 +34,9 @@ public sealed class VDiskBackupPoint
     /// <summary>Why a dirty bitmap could not be used, when it could not.</summary>
     public string? ChangeDetectionNote { get; init; }
 
+    /// <summary>The dirty bitmap this point added to a qcow2 source, which the next backup reads; null when none could be.</summary>
+    public string? Bitmap { get; init; }
+
     /// <summary>Guest bytes read from the source.</summary>
     public long BytesRead { get; init; }
 
@@ -57,6 +60,7 @@ public sealed class VDiskBackupPoint
         Verified = p.Verified?.LocalDateTime,
         ChangeDetection = p.ChangeDetection,
         ChangeDetectionNote = p.ChangeDetectionNote,
+        Bitmap = p.Bitmap,
         BytesRead = p.BytesRead,
         SourcePath = p.Source.Path,
         VirtualSize = p.Source.VirtualSize,
