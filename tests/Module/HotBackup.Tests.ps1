@@ -22,7 +22,7 @@ BeforeAll {
     }
     $script:domain = "vdisk-hot-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
     $script:offline = "$domain-off"
-    $script:daemon = Start-TestLibvirt
+    $script:daemon = Start-TestLibvirt -Isolated
     $script:uri = $daemon.Uri
     $script:dir = $daemon.Folder
     $script:vda = "$dir/$domain-vda.qcow2"
@@ -111,7 +111,7 @@ BeforeAll {
         $null = $ps.AddScript({
                 param($module, $parameters)
                 Import-Module $module
-                Backup-VDisk @parameters -WarningAction SilentlyContinue
+                Backup-VDisk @parameters
             }).AddArgument($modulePath).AddArgument($Parameters)
         @{ PowerShell = $ps; Handle = $ps.BeginInvoke() }
     }
@@ -291,7 +291,7 @@ Describe 'Backup-VDisk -Domain of a running domain' -Skip:$SkipLibvirt {
         (Get-LiveDisks)['vda'] | Should -Be $overlay
         $command = ($message -split "`n" | Select-String 'To finish, run: (.*)$').Matches[0].Groups[1].Value
         $command | Should -Match '^virsh -c .* blockcommit .* vda --active --shallow --pivot --wait --verbose && rm -f -- '
-        & bash -c $command | Out-Null
+        & bash -c $command *> $null
         $LASTEXITCODE | Should -Be 0
         (Get-LiveDisks)['vda'] | Should -Be $vda
         Get-Overlays | Should -BeNullOrEmpty
@@ -323,7 +323,7 @@ Describe 'Backup-VDisk -Domain of a domain that is shut off' -Skip:$SkipLibvirt 
         $point.SetPath | Should -Be (Join-Path $dir "offline/$offline-vda")
         $point.SourcePath | Should -Be $image
         Get-PointHash $point | Should -Be (Get-GuestHash $image)
-        @(Get-ChildItem -LiteralPath $dir -Filter "$offline.qcow2.*") | Should -BeNullOrEmpty
+        @(Get-ChildItem -LiteralPath $dir | Where-Object Name -Like "$offline.qcow2.vdisk-backup-*") | Should -BeNullOrEmpty
         (& virsh -q -c $uri domstate $offline) | Should -Be 'shut off'
     }
 }
