@@ -82,3 +82,54 @@ public class HotBackupTests
         Assert.Equal("a b'c|/x/y.qcow2|", output);
     }
 }
+
+// The engine against a real libvirtd (LiveLibvirt): a failure or a cancellation injected right after the snapshot
+// (HotBackup.Run's afterSnapshot hook) ends with the domain on its images, no overlay left, and the interruption
+// itself rethrown; a run with guest writes made after the snapshot backs up the content at the snapshot.
+[Collection("LiveLibvirt")]
+public class HotBackupLiveTests
+{
+    [SkippableFact]
+    public void InterruptionsAfterTheSnapshotEndOnTheOriginalImagesAndAGoodRunBacksUpTheSnapshot()
+    {
+        using var daemon = LiveLibvirt.Start();
+        string image = Path.Combine(daemon.Folder, "vm.qcow2"), domain = "vdisk-hotx-" + Guid.NewGuid().ToString("N")[..6];
+        HostSetup.Run("qemu-img", "create", "-q", "-f", "qcow2", image, "16M");
+        HostSetup.Run("qemu-io", "-t", "writeback", "-c", "write -P 0xa1 0 8M", image);
+        daemon.StartDomain(domain, image);
+        var virsh = new Virsh(daemon.Uri);
+        string dest = Path.Combine(daemon.Folder, "backups");
+        var options = new BackupOptions { ThrottleLimit = 2 };
+        void AssertOnImage()
+        {
+            Assert.Equal(image, daemon.LiveDisks(domain)["vda"]);
+            Assert.Empty(Directory.GetFiles(daemon.Folder, "*" + HotBackup.OverlayMarker + "*"));
+        }
+
+        var plan = HotBackup.Plan(virsh, domain, dest, null);
+        Assert.True(plan.Live);
+        var thrown = Assert.Throws<InvalidOperationException>(() => HotBackup.Run(virsh, plan, options,
+            afterSnapshot: p => { Assert.Equal(p.Disks[0].OverlayPath, daemon.LiveDisks(domain)["vda"]); throw new InvalidOperationException("injected"); }));
+        Assert.Equal("injected", thrown.Message);
+        AssertOnImage();
+
+        using (var cancel = new CancellationTokenSource())
+        {
+            Assert.ThrowsAny<OperationCanceledException>(() => HotBackup.Run(virsh, HotBackup.Plan(virsh, domain, dest, null), options,
+                cancel: cancel.Token, afterSnapshot: _ => cancel.Cancel()));
+        }
+        AssertOnImage();
+        Assert.False(BackupSet.IsSet(Path.Combine(dest, domain + "-vda")));
+
+        // Writes after the snapshot go to the overlay, then into the image; the point holds the content before them.
+        var result = HotBackup.Run(virsh, HotBackup.Plan(virsh, domain, dest, new[] { "vda" }), options, afterSnapshot: _ =>
+            daemon.Virsh("qemu-monitor-command", domain, "--hmp", "qemu-io -d /machine/peripheral/virtio-disk0/virtio-backend \"write -P 0xc2 4M 1M\""));
+        Assert.Null(result.CommitError);
+        AssertOnImage();
+        var point = Assert.Single(result.Disks).Result!;
+        Assert.Equal(BackupKind.Full, point.Point.Kind);
+        string pointImage = Path.Combine(point.SetPath, point.Point.File);
+        Assert.Contains("read 1048576/1048576", HostSetup.Run("qemu-io", "-r", "-c", "read -P 0xa1 4M 1M", pointImage));
+        Assert.Contains("read 1048576/1048576", HostSetup.Run("qemu-io", "-r", "-U", "-c", "read -P 0xc2 4M 1M", image));
+    }
+}
