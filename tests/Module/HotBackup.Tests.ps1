@@ -305,6 +305,11 @@ Describe 'Backup-VDisk -Domain of a running domain' -Skip:$SkipLibvirt {
         $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId DiskTargetNotFound Backup-VDisk)
         Backup-VDisk -Domain 'no-such-domain' -Uri $uri -Destination $dest -ErrorVariable err -ErrorAction SilentlyContinue
         $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId DomainNotFound Backup-VDisk)
+        # A destination that cannot be made (a file where a folder must be) fails before the snapshot.
+        Set-Content -LiteralPath "$dir/not-a-folder" -Value x
+        Backup-VDisk -Domain $domain -Uri $uri -Destination "$dir/not-a-folder/backups" -ErrorVariable err -ErrorAction SilentlyContinue -WarningAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId IOError Backup-VDisk)
+        (Get-LiveDisks)['vda'] | Should -Be $vda
         Get-Overlays | Should -BeNullOrEmpty
     }
 }

@@ -175,6 +175,9 @@ public static class HotBackup
     {
         cancel.ThrowIfCancellationRequested();
         options = options with { Time = (options.Time ?? DateTimeOffset.UtcNow).ToUniversalTime() };
+        if (plan.Disks.Count == 0) return new HotBackupResult { Plan = plan, Disks = Array.Empty<HotBackupDiskResult>() };
+        // A destination that cannot be made fails here, before the guest is moved onto overlays.
+        foreach (var disk in plan.Disks) Directory.CreateDirectory(disk.SetFolder);
         if (!plan.Live)
             return new HotBackupResult { Plan = plan, Disks = plan.Disks.Select(d => BackUp(d, options, progress, cancel)).ToList() };
 
