@@ -333,7 +333,7 @@ public static class HotBackup
             "each overlay holds every guest write since the snapshot, and its image the content at the snapshot; but the overlay grows until it is committed.",
         };
         foreach (var (disk, error) in stuck)
-            lines.Add($"Disk {disk.Target} runs on overlay {disk.OverlayPath} (backed by {disk.ImagePath}); the commit failed: {error} " +
+            lines.Add($"Disk {disk.Target} runs on overlay {disk.OverlayPath} (backed by {disk.ImagePath}); the commit failed: {error.ReplaceLineEndings(" ")} " +
                 $"To finish, run: {LibvirtBlockJobs.FinishCommand(plan.Uri, plan.Domain, disk.Target, disk.OverlayPath!)}");
         if (state == "shut off")
             lines.Add("The domain is shut off, so blockcommit cannot run: commit each overlay with 'qemu-img commit OVERLAY', point the disk back at its image (virsh edit), then remove the overlay.");
