@@ -13,14 +13,32 @@ function Get-LibvirtProblem {
     $null
 }
 
-# Starts virtlogd and libvirtd with pid files and a private socket folder; returns @{ Folder; Uri; Pids }.
-function Start-TestLibvirt {
+# Starts virtlogd and libvirtd with pid files and a private socket folder; returns @{ Folder; Uri; Pids; RunDir }.
+# -Isolated (where a mount namespace can be made, else as without it): libvirtd's fixed state folders (/run/libvirt,
+# /etc/libvirt/qemu, /var/lib/libvirt/qemu) are bind mounts of folders of its own, so it runs beside another test
+# run's libvirtd (without, the second one fails on /run/libvirt/*/driver.pid); QEMU pid files are then in RunDir/qemu.
+function Start-TestLibvirt([switch] $Isolated) {
     $folder = Join-Path ([System.IO.Path]::GetTempPath()) "vdisk-libvirt-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
     New-Item -ItemType Directory -Path $folder | Out-Null
     Set-Content -LiteralPath "$folder/libvirtd.conf" -Value "unix_sock_dir = `"$folder`""
-    $daemon = @{ Folder = $folder; Uri = "qemu:///system?socket=$folder/libvirt-sock"; Pids = @() }
-    Start-Process setsid -ArgumentList 'virtlogd', '-p', "$folder/virtlogd.pid" -RedirectStandardOutput "$folder/virtlogd.log" -RedirectStandardError "$folder/virtlogd.err"
-    Start-Process setsid -ArgumentList 'libvirtd', '-f', "$folder/libvirtd.conf", '-p', "$folder/libvirtd.pid" -RedirectStandardOutput "$folder/libvirtd.log" -RedirectStandardError "$folder/libvirtd.err"
+    $daemon = @{ Folder = $folder; Uri = "qemu:///system?socket=$folder/libvirt-sock"; Pids = @(); RunDir = '/run/libvirt' }
+    if ($Isolated) {
+        & unshare -m --propagation private true *> $null
+        $Isolated = $LASTEXITCODE -eq 0
+    }
+    if ($Isolated) {
+        foreach ($name in 'run', 'etc-qemu', 'lib-qemu') { New-Item -ItemType Directory -Path "$folder/$name" | Out-Null }
+        Add-Content -LiteralPath "$folder/libvirtd.conf" -Value "log_outputs = `"3:file:$folder/libvirtd.err`""
+        $daemon.RunDir = "$folder/run"
+        $script = "mount --bind '$folder/run' /run/libvirt && mount --bind '$folder/etc-qemu' /etc/libvirt/qemu && " +
+            "mount --bind '$folder/lib-qemu' /var/lib/libvirt/qemu && virtlogd -d -p '$folder/virtlogd.pid' && " +
+            "libvirtd -d -f '$folder/libvirtd.conf' -p '$folder/libvirtd.pid'"
+        & unshare -m --propagation private sh -c $script *> "$folder/unshare.log"
+    }
+    else {
+        Start-Process setsid -ArgumentList 'virtlogd', '-p', "$folder/virtlogd.pid" -RedirectStandardOutput "$folder/virtlogd.log" -RedirectStandardError "$folder/virtlogd.err"
+        Start-Process setsid -ArgumentList 'libvirtd', '-f', "$folder/libvirtd.conf", '-p', "$folder/libvirtd.pid" -RedirectStandardOutput "$folder/libvirtd.log" -RedirectStandardError "$folder/libvirtd.err"
+    }
     $deadline = (Get-Date).AddSeconds(30)
     while ((Get-Date) -lt $deadline) {
         if ((Test-Path "$folder/libvirt-sock") -and (Test-Path "$folder/libvirtd.pid")) {
@@ -30,7 +48,11 @@ function Start-TestLibvirt {
         Start-Sleep -Milliseconds 200
     }
     $daemon.Pids = @('virtlogd', 'libvirtd') | ForEach-Object { if (Test-Path "$folder/$_.pid") { [int](Get-Content "$folder/$_.pid") } }
-    if ($daemon.Pids.Count -ne 2) { throw "libvirtd did not start: $(Get-Content "$folder/libvirtd.err" -Raw)" }
+    if ($daemon.Pids.Count -ne 2) {
+        # Whichever started is stopped, so a failed start leaves nothing running.
+        foreach ($id in $daemon.Pids) { Stop-Process -Id $id -ErrorAction Ignore }
+        throw "libvirtd did not start: $(Get-Content "$folder/libvirtd.err", "$folder/unshare.log" -Raw -ErrorAction Ignore)"
+    }
     $daemon
 }
 
@@ -38,10 +60,11 @@ function Start-TestLibvirt {
 function Stop-TestLibvirt($Daemon, [string[]] $Domains) {
     if (-not $Daemon) { return }
     foreach ($domain in $Domains) {
-        $pidFile = "/run/libvirt/qemu/$domain.pid"
+        $pidFile = "$(if ($Daemon.RunDir) { $Daemon.RunDir } else { '/run/libvirt' })/qemu/$domain.pid"
+        $qemuPid = if (Test-Path $pidFile) { [int](Get-Content $pidFile) } # read first: destroy removes the file
         & virsh -q -c $Daemon.Uri destroy $domain *> $null
         & virsh -q -c $Daemon.Uri undefine $domain *> $null
-        if (Test-Path $pidFile) { Stop-Process -Id ([int](Get-Content $pidFile)) -Force -ErrorAction Ignore }
+        if ($qemuPid -and (Get-Process -Id $qemuPid -ErrorAction Ignore)) { Stop-Process -Id $qemuPid -Force -ErrorAction Ignore }
     }
     [array]::Reverse($Daemon.Pids) # libvirtd first, then virtlogd
     foreach ($id in $Daemon.Pids) {

@@ -101,6 +101,16 @@ public sealed partial class DomainXml
     /// <summary>The disk <paramref name="target"/>, or a DiskNotFound error naming the targets there are.</summary>
     public DiskAttachment Disk(string target) => Disks.FirstOrDefault(d => d.Target == target) ?? throw NoDisk(target);
 
+    /// <summary>
+    /// True when disk <paramref name="target"/> is backed by a file (type='file', libvirt's default, with a source
+    /// file), not a block device, network or volume source.
+    /// </summary>
+    public bool IsFileDisk(string target)
+    {
+        var disk = FindDisk(target);
+        return ((string?)disk.Attribute("type") ?? "file") == "file" && disk.Element("source")?.Attribute("file") is not null;
+    }
+
     private XElement FindDisk(string target) =>
         Root.Element("devices")?.Elements("disk").FirstOrDefault(d => (string?)d.Element("target")?.Attribute("dev") == target) ?? throw NoDisk(target);
 

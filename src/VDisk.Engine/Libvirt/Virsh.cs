@@ -76,9 +76,31 @@ public sealed class Virsh
     }
 
     /// <summary>Runs virsh with the connection and <paramref name="arguments"/>; its output, or a LibvirtFailed / DomainNotFound error.</summary>
-    public string Run(string? domain, params string[] arguments)
+    public string Run(string? domain, params string[] arguments) => Run(detached: false, domain, arguments);
+
+    /// <summary>
+    /// Like <see cref="Run(string?, string[])"/>, but virsh runs in a session of its own (setsid, where it exists), so
+    /// a Ctrl+C at the terminal does not reach it: for the steps that must finish once begun (a block commit).
+    /// </summary>
+    public string RunDetached(string? domain, params string[] arguments) => Run(detached: true, domain, arguments);
+
+    /// <summary>The domain's state as domstate prints it (running, paused, shut off, crashed ...).</summary>
+    public string State(string domain) => Run(domain, "domstate", domain).Trim();
+
+    /// <summary>The domain's live XML (dumpxml): the disks QEMU has open now; for a shut-off domain, its definition.</summary>
+    public string DumpLiveXml(string domain) => Run(domain, "dumpxml", domain);
+
+    private const string SetSid = "/usr/bin/setsid";
+
+    private string Run(bool detached, string? domain, string[] arguments)
     {
-        var start = new ProcessStartInfo("virsh") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        detached &= File.Exists(SetSid);
+        var start = new ProcessStartInfo(detached ? SetSid : "virsh") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (detached)
+        {
+            start.ArgumentList.Add("--wait");
+            start.ArgumentList.Add("virsh");
+        }
         start.ArgumentList.Add("-q");
         start.ArgumentList.Add("-c");
         start.ArgumentList.Add(Uri);

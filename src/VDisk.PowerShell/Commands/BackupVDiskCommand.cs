@@ -1,9 +1,13 @@
 // Backup-VDisk: backs up images into backup sets (issue 11): the first run writes a compressed full backup, later
 // runs an incremental point with only what changed. -Destination names the set, or a folder that holds one set per
-// image (named after it); a script block computes it per piped image.
+// image (named after it); a script block computes it per piped image. -Domain backs up the disks of libvirt domains:
+// a running one hot (external snapshot, backup of each now read-only image, commit back: HotBackup), a shut-off one
+// offline from the images it names; one set per disk, DESTINATION/DOMAIN-TARGET, unless -Destination already is a
+// set and one disk is backed up.
 using System.Management.Automation;
 using VDisk.Engine.Backup;
 using VDisk.Engine.Core;
+using VDisk.Engine.Libvirt;
 
 namespace VDisk.PowerShell.Commands;
 
@@ -12,6 +16,26 @@ namespace VDisk.PowerShell.Commands;
 [OutputType(typeof(VDiskBackupPoint))]
 public sealed class BackupVDiskCommand : ImageInputCmdletBase
 {
+    private const string DomainSet = "Domain";
+
+    /// <summary>
+    /// libvirt domains whose disks to back up (wildcards match the defined and running domains): a running domain
+    /// through an external snapshot and a commit back, a shut-off one from its images.
+    /// </summary>
+    [Parameter(Mandatory = true, ParameterSetName = DomainSet)]
+    [SupportsWildcards]
+    [ValidateNotNullOrEmpty]
+    public string[] Domain { get; set; } = Array.Empty<string>();
+
+    /// <summary>With -Domain: only these disks (vda, sdb); by default every writable file-backed disk.</summary>
+    [Parameter(ParameterSetName = DomainSet)]
+    [ValidateNotNullOrEmpty]
+    public string[]? Target { get; set; }
+
+    /// <summary>The libvirt connection (default: $env:LIBVIRT_DEFAULT_URI, else qemu:///system).</summary>
+    [Parameter(ParameterSetName = DomainSet)]
+    public string? Uri { get; set; }
+
     /// <summary>
     /// The backup set's folder (created with any missing parents), or an existing folder that is not a set,
     /// which then holds one set per image, named after the image. A script block gets each piped image as $_.
@@ -33,11 +57,13 @@ public sealed class BackupVDiskCommand : ImageInputCmdletBase
     public SwitchParameter NoCompression { get; set; }
 
     /// <summary>Format of the source image; by default it is probed.</summary>
-    [Parameter]
+    [Parameter(ParameterSetName = PathSet)]
+    [Parameter(ParameterSetName = LiteralPathSet)]
     public VDiskFormat SourceFormat { get; set; }
 
     /// <summary>Reads an image a running VM has open for writing (the backup may then be inconsistent).</summary>
-    [Parameter]
+    [Parameter(ParameterSetName = PathSet)]
+    [Parameter(ParameterSetName = LiteralPathSet)]
     public SwitchParameter Force { get; set; }
 
     /// <summary>Waits for another backup or prune of the same set instead of failing.</summary>
@@ -69,6 +95,82 @@ public sealed class BackupVDiskCommand : ImageInputCmdletBase
         if (result is null) return;
         foreach (string warning in result.Warnings) WriteWarning($"{setFolder}: {warning}");
         WriteObject(VDiskBackupPoint.From(result.SetPath, result.Point));
+    }
+
+    /// <summary>Backs up images (-Path, -LiteralPath) or the disks of domains (-Domain).</summary>
+    protected override void ProcessRecord()
+    {
+        if (ParameterSetName != DomainSet)
+        {
+            base.ProcessRecord();
+            return;
+        }
+        if (ResolveLiteralPath(Destination) is not { } destination) return;
+        var virsh = new Virsh(Uri);
+        IReadOnlyList<string>? all = null;
+        foreach (string name in Domain)
+        {
+            IEnumerable<string> names = new[] { name };
+            if (WildcardPattern.ContainsWildcardCharacters(name))
+            {
+                all ??= Attempt(virsh.Uri, virsh.ListDomains);
+                if (all is null) return;
+                var pattern = new WildcardPattern(name);
+                names = all.Where(pattern.IsMatch).ToList();
+            }
+            foreach (string domainName in names) BackUpDomain(virsh, domainName, destination);
+        }
+    }
+
+    private void BackUpDomain(Virsh virsh, string name, string destination)
+    {
+        if (Attempt(name, () => HotBackup.Plan(virsh, name, destination, Target)) is not { } plan) return;
+        foreach (string skipped in plan.Skipped) WriteWarning(skipped);
+        if (plan.Disks.Count == 0)
+        {
+            WriteWarning($"Domain '{name}' has no disk to back up.");
+            return;
+        }
+        string Kind(HotBackupDisk d) => Full ? "full" : BackupSet.IsSet(d.SetFolder) ? "incremental" : "full, new set";
+        string disks = string.Join("; ", plan.Disks.Select(d => $"{d.Target}: {d.ImagePath} into {d.SetFolder} ({Kind(d)})"));
+        string action = plan.Live
+            ? $"Hot backup ({plan.State}): an external snapshot puts {string.Join(", ", plan.Disks.Select(d => $"{d.Target} on {d.OverlayPath}"))}; " +
+              $"back up {disks}; then commit each overlay back (virsh blockcommit --active --shallow --pivot) and remove it"
+            : $"Offline backup (shut off): {disks}";
+        if (!ShouldProcess($"domain '{name}' ({virsh.Uri})", action)) return;
+        var options = new BackupOptions
+        {
+            Full = Full, Compress = !NoCompression, CompressionType = CompressionType, Wait = Wait, ThrottleLimit = ThrottleLimit,
+        };
+        string status = $"Backing up {string.Join(", ", plan.Disks.Select(d => d.Target))} of domain {name}";
+        var result = Attempt(name, () =>
+        {
+            try
+            {
+                return RunWithProgress("Backup-VDisk", status, 0, (meter, cancel) =>
+                    HotBackup.Run(virsh, plan, options, new BackupProgressAdapter(meter), cancel));
+            }
+            catch (VDiskException e) when (Stopping)
+            {
+                Host.UI.WriteErrorLine(e.Message); // a stopping pipeline writes no error records, and this one says what to do
+                throw;
+            }
+        });
+        if (result is null) return;
+        foreach (var disk in result.Disks)
+        {
+            if (disk.Result is { } backup)
+            {
+                foreach (string warning in backup.Warnings) WriteWarning($"{backup.SetPath}: {warning}");
+                WriteObject(VDiskBackupPoint.From(backup.SetPath, backup.Point));
+            }
+            else if (disk.Error is { } error)
+            {
+                WriteError(VDiskErrors.FromException(error, disk.Disk.ImagePath) ?? VDiskErrors.Internal(error, disk.Disk.ImagePath));
+            }
+        }
+        foreach (string warning in result.Warnings) WriteWarning(warning);
+        if (result.CommitError is { } commit) WriteError(VDiskErrors.FromException(commit, name)!);
     }
 
     private sealed class BackupProgressAdapter(ProgressMeter meter) : IProgress<BackupProgress>
