@@ -15,7 +15,7 @@
                              'Checkpoint-VDisk', 'Get-VDiskSnapshot', 'Restore-VDiskSnapshot', 'Remove-VDiskSnapshot',
                              'Merge-VDiskChain', 'Set-VDisk', 'Resize-VDisk', 'Get-VDiskMap', 'Measure-VDisk', 'Test-VDisk',
                              'Optimize-VDisk', 'Get-VDiskAttachment', 'Set-VDiskCache', 'Set-VDiskAttachment', 'New-VDiskAttachment',
-                             'ConvertTo-VDiskLibvirtXml', 'ConvertTo-VDiskQemuArgument')
+                             'ConvertTo-VDiskLibvirtXml', 'ConvertTo-VDiskQemuArgument', 'Measure-VDiskPerformance')
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()

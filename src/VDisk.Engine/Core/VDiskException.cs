@@ -49,6 +49,8 @@ public enum VDiskErrorKind
     InvalidDomainXml,
     /// <summary>virsh (libvirt) failed or is not installed.</summary>
     LibvirtFailed,
+    /// <summary>A measurement would write into an existing image, destroying its data, without being allowed to.</summary>
+    HoldsData,
 }
 
 /// <summary>An engine failure with a kind and the path of the file concerned.</summary>

@@ -46,6 +46,7 @@ internal static class VDiskErrors
         VDiskErrorKind.DomainRuleViolated => ("DomainRuleViolated", ErrorCategory.InvalidOperation),
         VDiskErrorKind.InvalidDomainXml => ("InvalidDomainXml", ErrorCategory.InvalidData),
         VDiskErrorKind.LibvirtFailed => ("LibvirtFailed", ErrorCategory.ResourceUnavailable),
+        VDiskErrorKind.HoldsData => ("ImageHoldsData", ErrorCategory.PermissionDenied),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "VDiskErrors.Classify has no entry for this kind."),
     };
 
