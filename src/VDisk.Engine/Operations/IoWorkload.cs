@@ -50,7 +50,7 @@ internal sealed class IoWorkload
             throw VDiskException.Invalid(disk.Path, $"{disk.Path}: the image ({disk.Length} bytes) is smaller than one {run._block}-byte request of {pattern}.");
         using (run._go)
         {
-            var (elapsed, cpu) = run.Measure(options, progress, cancel);
+            var (elapsed, flush, cpu) = run.Measure(options, progress, cancel);
             var all = new LatencyHistogram();
             foreach (var histogram in run._histograms) all.Add(histogram);
             double microsecondsPerTick = 1e6 / Stopwatch.Frequency;
@@ -64,6 +64,7 @@ internal sealed class IoWorkload
                 QueueDepth = options.QueueDepth,
                 Operations = all.Count,
                 Elapsed = elapsed,
+                FlushElapsed = flush,
                 AverageLatencyMicroseconds = all.Count == 0 ? 0 : all.Sum * microsecondsPerTick / all.Count,
                 P99LatencyMicroseconds = all.Percentile(0.99) * microsecondsPerTick,
                 CpuMicrosecondsPerIo = all.Count == 0 ? 0 : cpu.TotalMicroseconds / all.Count,
@@ -72,7 +73,7 @@ internal sealed class IoWorkload
     }
 
     // Starts the workers together, stops them at the deadline (or when the count is used up), flushes after writes.
-    private (TimeSpan Elapsed, TimeSpan Cpu) Measure(PerformanceOptions options, IProgress<long>? progress, CancellationToken cancel)
+    private (TimeSpan Elapsed, TimeSpan Flush, TimeSpan Cpu) Measure(PerformanceOptions options, IProgress<long>? progress, CancellationToken cancel)
     {
         using var finished = new CountdownEvent(_histograms.Length);
         for (int i = 0; i < _histograms.Length; i++)
@@ -96,11 +97,17 @@ internal sealed class IoWorkload
         finished.Wait(); // the workers notice _stop after their current request
         if (_errors.TryDequeue(out var error)) throw error;
         cancel.ThrowIfCancellationRequested();
-        if (_pattern.IsWrite()) _disk.Flush();
+        var flush = TimeSpan.Zero;
+        if (_pattern.IsWrite())
+        {
+            long flushStart = Stopwatch.GetTimestamp();
+            _disk.Flush();
+            flush = Stopwatch.GetElapsedTime(flushStart);
+        }
         var elapsed = Stopwatch.GetElapsedTime(start);
         process.Refresh();
         progress?.Report(_histograms.Sum(h => h.Count) * _block);
-        return (elapsed, process.TotalProcessorTime - cpuStart);
+        return (elapsed, flush, process.TotalProcessorTime - cpuStart);
     }
 
     private void Worker(int index, CountdownEvent finished)

@@ -91,6 +91,8 @@ public sealed record PerformanceResult
     public long Operations { get; init; }
     /// <summary>Wall-clock time from the first request to the last completion (and, for writes, the closing flush).</summary>
     public TimeSpan Elapsed { get; init; }
+    /// <summary>The part of <see cref="Elapsed"/> the closing flush of a write pattern took (zero for reads).</summary>
+    public TimeSpan FlushElapsed { get; init; }
     /// <summary>Mean time one request took, in microseconds.</summary>
     public double AverageLatencyMicroseconds { get; init; }
     /// <summary>The time 99 % of requests stayed within, in microseconds (to within about 3 %).</summary>
