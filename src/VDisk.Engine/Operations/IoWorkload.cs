@@ -8,6 +8,7 @@
 // one flush, inside the timed span (fio's end_fsync, qemu-img bench --flush-interval), which Unsafe turns into nothing.
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Runtime.ExceptionServices;
 using VDisk.Engine.Core;
 using VDisk.Engine.Storage;
 
@@ -95,7 +96,7 @@ internal sealed class IoWorkload
         }
         _stop = true;
         finished.Wait(); // the workers notice _stop after their current request
-        if (_errors.TryDequeue(out var error)) throw error;
+        if (_errors.TryDequeue(out var error)) ExceptionDispatchInfo.Capture(error).Throw(); // the worker's stack trace kept
         cancel.ThrowIfCancellationRequested();
         var flush = TimeSpan.Zero;
         if (_pattern.IsWrite())
