@@ -16,7 +16,8 @@
                              'Merge-VDiskChain', 'Set-VDisk', 'Resize-VDisk', 'Get-VDiskMap', 'Measure-VDisk', 'Test-VDisk',
                              'Optimize-VDisk', 'Get-VDiskAttachment', 'Set-VDiskCache', 'Set-VDiskAttachment', 'New-VDiskAttachment',
                              'ConvertTo-VDiskLibvirtXml', 'ConvertTo-VDiskQemuArgument',
-                             'Backup-VDisk', 'Get-VDiskBackup', 'Restore-VDiskBackup', 'Test-VDiskBackup', 'Remove-VDiskBackup')
+                             'Backup-VDisk', 'Get-VDiskBackup', 'Restore-VDiskBackup', 'Test-VDiskBackup', 'Remove-VDiskBackup',
+                             'Measure-VDiskPerformance')
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()

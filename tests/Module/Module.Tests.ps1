@@ -10,7 +10,8 @@ Describe 'Module manifest and staged folder' {
     It 'exports exactly its cmdlets and no functions or aliases' {
         ($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Backup-VDisk', 'Checkpoint-VDisk', 'Compare-VDisk', 'Convert-VDisk',
             'ConvertTo-VDiskLibvirtXml', 'ConvertTo-VDiskQemuArgument', 'Get-VDisk', 'Get-VDiskAttachment', 'Get-VDiskBackup', 'Get-VDiskChain',
-            'Get-VDiskMap', 'Get-VDiskSnapshot', 'Measure-VDisk', 'Merge-VDiskChain', 'New-VDisk', 'New-VDiskAttachment', 'Optimize-VDisk',
+            'Get-VDiskMap', 'Get-VDiskSnapshot', 'Measure-VDisk',
+            'Measure-VDiskPerformance', 'Merge-VDiskChain', 'New-VDisk', 'New-VDiskAttachment', 'Optimize-VDisk',
             'Remove-VDiskBackup', 'Remove-VDiskSnapshot', 'Resize-VDisk', 'Restore-VDiskBackup', 'Restore-VDiskSnapshot', 'Set-VDisk', 'Set-VDiskAttachment',
             'Set-VDiskCache', 'Test-VDisk', 'Test-VDiskBackup')
         $module.ExportedFunctions.Count | Should -Be 0
@@ -115,6 +116,7 @@ Describe 'Error id table' {
         @{ Kind = 'DomainRuleViolated'; Id = 'DomainRuleViolated'; Category = 'InvalidOperation' }
         @{ Kind = 'InvalidDomainXml'; Id = 'InvalidDomainXml'; Category = 'InvalidData' }
         @{ Kind = 'LibvirtFailed'; Id = 'LibvirtFailed'; Category = 'ResourceUnavailable' }
+        @{ Kind = 'HoldsData'; Id = 'ImageHoldsData'; Category = 'PermissionDenied' }
     ) {
         $result = $classify.Invoke($null, @([VDisk.Engine.Core.VDiskErrorKind]$Kind))
         $result.Item1 | Should -Be $Id

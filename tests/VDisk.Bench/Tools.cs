@@ -5,15 +5,17 @@ namespace VDisk.Bench;
 
 internal static class Tools
 {
-    public static void Run(string tool, params string[] args)
+    /// <summary>Runs <paramref name="tool"/> to its end and returns its standard output; a non-zero exit throws.</summary>
+    public static string Run(string tool, params string[] args)
     {
         var psi = new ProcessStartInfo(tool) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {tool}");
         var err = p.StandardError.ReadToEndAsync();
-        p.StandardOutput.ReadToEnd();
+        string output = p.StandardOutput.ReadToEnd();
         p.WaitForExit();
         if (p.ExitCode != 0) throw new InvalidOperationException($"{tool} {string.Join(' ', args)} failed: {err.Result}");
+        return output;
     }
 
     public static double Seconds(Action action)

@@ -51,6 +51,8 @@ public enum VDiskErrorKind
     LibvirtFailed,
     /// <summary>A backup set has no restore point at or before the requested time.</summary>
     BackupPointNotFound,
+    /// <summary>A measurement would write into an existing image, destroying its data, without being allowed to.</summary>
+    HoldsData,
 }
 
 /// <summary>An engine failure with a kind and the path of the file concerned.</summary>

@@ -47,6 +47,7 @@ internal static class VDiskErrors
         VDiskErrorKind.InvalidDomainXml => ("InvalidDomainXml", ErrorCategory.InvalidData),
         VDiskErrorKind.LibvirtFailed => ("LibvirtFailed", ErrorCategory.ResourceUnavailable),
         VDiskErrorKind.BackupPointNotFound => ("BackupPointNotFound", ErrorCategory.ObjectNotFound),
+        VDiskErrorKind.HoldsData => ("ImageHoldsData", ErrorCategory.PermissionDenied),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "VDiskErrors.Classify has no entry for this kind."),
     };
 

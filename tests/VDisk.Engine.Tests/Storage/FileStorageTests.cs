@@ -90,18 +90,35 @@ public class FileStorageTests
 
 public class DirectIoTests
 {
+    // O_DSYNC is 010000 (octal) on x86-64 and arm64, and Writethrough's O_SYNC (04010000) includes its bit. O_DIRECT is
+    // 040000 on x86-64 (0200000 on arm64).
+    internal const int ODsync = 0x1000;
+    internal static int ODirect => LinuxFileApi.DirectFlag;
+
     [SkippableTheory]
-    [InlineData(CacheMode.None, true)]
-    [InlineData(CacheMode.DirectSync, true)]
-    [InlineData(CacheMode.Writeback, false)]
-    [InlineData(CacheMode.Writethrough, false)]
-    public void CacheModesThatBypassTheHostCacheReallyOpenWithODirect(CacheMode mode, bool direct)
+    [InlineData(CacheMode.None, true, false)]
+    [InlineData(CacheMode.DirectSync, true, true)]
+    [InlineData(CacheMode.Writeback, false, false)]
+    [InlineData(CacheMode.Writethrough, false, true)]
+    [InlineData(CacheMode.Unsafe, false, false)]
+    public void EachCacheModeOpensWithItsODirectAndODsyncFlags(CacheMode mode, bool direct, bool sync)
     {
         Skip.IfNot(OperatingSystem.IsLinux(), "/proc/self/fdinfo is Linux-only");
+        if (System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64)
+            Assert.Equal(Convert.ToInt32("040000", 8), ODirect);
         using var dir = new TempFolder();
-        using var s = FileStorage.Create(dir.File("f.bin"), overwrite: false, mode);
-        Assert.Equal(direct, (OpenFlags(s) & LinuxFileApi.DirectFlag) != 0);
-        Assert.Equal(direct ? AlignedBufferPool.Alignment : 1, s.Alignment);
+        using (var created = FileStorage.Create(dir.File("f.bin"), overwrite: false, mode))
+        {
+            Assert.Equal(direct, (OpenFlags(created) & ODirect) != 0);
+            Assert.Equal(sync, (OpenFlags(created) & ODsync) != 0);
+            Assert.Equal(direct ? AlignedBufferPool.Alignment : 1, created.Alignment);
+        }
+        foreach (bool write in new[] { false, true })
+        {
+            using var opened = FileStorage.Open(dir.File("f.bin"), write, mode);
+            Assert.Equal(direct, (OpenFlags(opened) & ODirect) != 0);
+            Assert.Equal(sync, (OpenFlags(opened) & ODsync) != 0);
+        }
     }
 
     // tmpfs does O_DIRECT since Linux 6.6; ramfs never has. A private ramfs needs root (CI runs as root).
@@ -177,7 +194,8 @@ public class DirectIoTests
         fixed (byte* p = owner.Memory.Span) return (IntPtr)p;
     }
 
-    private static int OpenFlags(FileStorage s)
+    /// <summary>The open flags of the storage's file, from the kernel (/proc/self/fdinfo, octal).</summary>
+    internal static int OpenFlags(FileStorage s)
     {
         string line = File.ReadLines($"/proc/self/fdinfo/{s.Handle.DangerousGetHandle()}").First(l => l.StartsWith("flags:"));
         return Convert.ToInt32(line["flags:".Length..].Trim(), 8);
