@@ -91,6 +91,10 @@ internal static class BackupBitmaps
             foreach (var bitmap in BitmapImage.List(source).Where(b => b.Name.StartsWith(mine, StringComparison.Ordinal) && b.Name != keep))
                 BitmapImage.Remove(source, bitmap.Name);
         }
+        catch (VDiskException e) when (e.Kind == VDiskErrorKind.InUse)
+        {
+            // A running VM holds the image (a hot backup): QEMU keeps the old bitmap up to date; a later offline backup removes it.
+        }
         catch (VDiskException e)
         {
             EngineWarnings.Warn($"{source}: an older dirty bitmap of this backup set could not be removed ({e.Message}); the next backup removes it.");
