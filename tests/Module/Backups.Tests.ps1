@@ -217,6 +217,7 @@ Describe 'Interrupted backups' -Skip:$SkipQemu {
     }
 
     It 'keeps every earlier point restorable when killed at <_> ms' -ForEach @(150, 400, 800, 1500) {
+        $before = @(Get-VDiskBackup $set).Count
         $child = Start-Process -PassThru -FilePath ([System.Environment]::ProcessPath) -ArgumentList @(
             (Join-Path $PSHOME 'pwsh.dll'), '-NoProfile', '-NonInteractive', '-Command',
             "Import-Module '$((Get-Module VDisk).Path)'; Backup-VDisk '$image' -Destination '$set' -Full -ThrottleLimit 1 | Out-Null")
@@ -224,13 +225,12 @@ Describe 'Interrupted backups' -Skip:$SkipQemu {
         if (-not $child.HasExited) { $child.Kill() }
         $child.WaitForExit()
         $points = Get-VDiskBackup $set
-        $points.Count | Should -BeIn @(2, 3) # killed before or after the manifest was replaced
+        $points.Count | Should -BeIn @($before, ($before + 1)) # killed before or after the manifest was replaced
         Restore-VDiskBackup $set -Time $first.Time -DestinationPath "$folder/r1.raw" -Force
         (Get-FileHash "$folder/r1.raw" -Algorithm SHA256).Hash | Should -Be $firstSha
         Restore-VDiskBackup $set -Time $second.Time -DestinationPath "$folder/r2.raw" -Force
         (Get-FileHash "$folder/r2.raw" -Algorithm SHA256).Hash | Should -Be $secondSha
         (Test-VDiskBackup $set).Intact | Should -Not -Contain $false
-        if ($points.Count -eq 3) { Remove-Item -LiteralPath $points[2].Path, ($points[2].Path -replace '\.qcow2$', '.blockhashes') } # back to two points
     }
 
     It 'removes what a killed run left, on the next backup' {
