@@ -107,19 +107,7 @@ public sealed class BackupVDiskCommand : ImageInputCmdletBase
         }
         if (ResolveLiteralPath(Destination) is not { } destination) return;
         var virsh = new Virsh(Uri);
-        IReadOnlyList<string>? all = null;
-        foreach (string name in Domain)
-        {
-            IEnumerable<string> names = new[] { name };
-            if (WildcardPattern.ContainsWildcardCharacters(name))
-            {
-                all ??= Attempt(virsh.Uri, virsh.ListDomains);
-                if (all is null) return;
-                var pattern = new WildcardPattern(name);
-                names = all.Where(pattern.IsMatch).ToList();
-            }
-            foreach (string domainName in names) BackUpDomain(virsh, domainName, destination);
-        }
+        foreach (string domainName in ExpandDomainNames(virsh, Domain).ToList()) BackUpDomain(virsh, domainName, destination);
     }
 
     private void BackUpDomain(Virsh virsh, string name, string destination)

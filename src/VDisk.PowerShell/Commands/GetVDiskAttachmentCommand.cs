@@ -44,20 +44,8 @@ public sealed class GetVDiskAttachmentCommand : VDiskCmdletBase
             return;
         }
         var virsh = new Virsh(Uri);
-        IReadOnlyList<string>? all = null;
-        foreach (string name in Domain)
-        {
-            IEnumerable<string> names = new[] { name };
-            if (WildcardPattern.ContainsWildcardCharacters(name))
-            {
-                all ??= Attempt(virsh.Uri, virsh.ListDomains);
-                if (all is null) return;
-                var pattern = new WildcardPattern(name);
-                names = all.Where(pattern.IsMatch);
-            }
-            foreach (string domainName in names)
-                if (Attempt(domainName, () => DomainXml.Parse(virsh.DumpXml(domainName), $"domain {domainName}")) is { } domain) Write(domain, null, virsh.Uri);
-        }
+        foreach (string domainName in ExpandDomainNames(virsh, Domain))
+            if (Attempt(domainName, () => DomainXml.Parse(virsh.DumpXml(domainName), $"domain {domainName}")) is { } domain) Write(domain, null, virsh.Uri);
     }
 
     private void Write(DomainXml domain, string? path, string? uri)

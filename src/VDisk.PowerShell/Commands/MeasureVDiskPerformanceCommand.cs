@@ -12,22 +12,9 @@ namespace VDisk.PowerShell.Commands;
 /// <summary>Measures the I/O performance of cache modes on a folder's storage or on an image.</summary>
 [Cmdlet(VerbsDiagnostic.Measure, "VDiskPerformance", DefaultParameterSetName = PathSet, SupportsShouldProcess = true)]
 [OutputType(typeof(VDiskPerformance))]
-public sealed class MeasureVDiskPerformanceCommand : VDiskCmdletBase
+public sealed class MeasureVDiskPerformanceCommand : PathInputCmdletBase
 {
-    private const string PathSet = "Path";
-    private const string LiteralPathSet = "LiteralPath";
     private const string Activity = "Measure-VDiskPerformance";
-
-    /// <summary>Folders (a scratch image is made there) or images to measure; wildcards are expanded.</summary>
-    [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-    [ValidateNotNullOrEmpty]
-    public string[] Path { get; set; } = Array.Empty<string>();
-
-    /// <summary>Folders or images taken exactly as written (no wildcards).</summary>
-    [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
-    [Alias("PSPath", "LP")]
-    [ValidateNotNullOrEmpty]
-    public string[] LiteralPath { get; set; } = Array.Empty<string>();
 
     /// <summary>The cache modes to measure, each with every pattern (default None, Writethrough, Writeback).</summary>
     [Parameter]
@@ -70,6 +57,7 @@ public sealed class MeasureVDiskPerformanceCommand : VDiskCmdletBase
     /// <summary>Checks the options before anything is created.</summary>
     protected override void BeginProcessing()
     {
+        base.BeginProcessing();
         if (SizeBytes < 1 << 20 || SizeBytes > CreateImage.MaxSize)
             ThrowTerminatingError(VDiskErrors.InvalidArgument($"-SizeBytes {SizeBytes} is out of range: a scratch image holds at least 1 MiB (one sequential request).", null));
     }
@@ -77,18 +65,7 @@ public sealed class MeasureVDiskPerformanceCommand : VDiskCmdletBase
     /// <summary>Measures every folder or image given.</summary>
     protected override void ProcessRecord()
     {
-        bool literal = ParameterSetName == LiteralPathSet;
-        foreach (string input in literal ? LiteralPath : Path)
-        {
-            if (literal)
-            {
-                if (ResolveLiteralPath(input) is { } full) MeasureOne(full);
-            }
-            else
-            {
-                foreach (string full in ResolveWildcardPath(input)) MeasureOne(full);
-            }
-        }
+        foreach (var (full, _) in ResolveInputs()) MeasureOne(full);
     }
 
     private void MeasureOne(string fullPath)

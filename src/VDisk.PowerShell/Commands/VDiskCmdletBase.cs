@@ -1,10 +1,12 @@
 // The shared base of every VDisk cmdlet (DESIGN.md "Cmdlets"): provider path resolution (never the process
 // directory), Ctrl+C and SIGTERM as a CancellationToken, per-image error records (an unexpected exception too, as
-// an InternalError about that image), engine warnings, and progress for long engine work.
+// an InternalError about that image), engine warnings, progress for long engine work, and libvirt domain names
+// with wildcards.
 using System.Collections.Concurrent;
 using System.Management.Automation;
 using Microsoft.PowerShell.Commands;
 using VDisk.Engine.Core;
+using VDisk.Engine.Libvirt;
 
 namespace VDisk.PowerShell.Commands;
 
@@ -188,6 +190,27 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
     /// </summary>
     protected static string ClusterSizeProblem(uint value) =>
         $"Cluster size {value} is invalid: it must be a power of two from 512 to 2097152 bytes.";
+
+    /// <summary>
+    /// The libvirt domains <paramref name="patterns"/> name: plain names as given, wildcards matched against every
+    /// domain virsh lists (listed once). A listing that fails is written as an error and ends the enumeration.
+    /// </summary>
+    protected IEnumerable<string> ExpandDomainNames(Virsh virsh, IEnumerable<string> patterns)
+    {
+        IReadOnlyList<string>? all = null;
+        foreach (string name in patterns)
+        {
+            if (!WildcardPattern.ContainsWildcardCharacters(name))
+            {
+                yield return name;
+                continue;
+            }
+            all ??= Attempt(virsh.Uri, virsh.ListDomains);
+            if (all is null) yield break;
+            var pattern = new WildcardPattern(name);
+            foreach (string match in all.Where(pattern.IsMatch)) yield return match;
+        }
+    }
 
     /// <summary>True when the parameter was given on the command line or bound from the pipeline.</summary>
     protected bool IsBound(string parameter) => MyInvocation.BoundParameters.ContainsKey(parameter);
