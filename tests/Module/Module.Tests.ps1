@@ -33,7 +33,7 @@ Describe 'Module manifest and staged folder' {
     }
 
     It 'stages <_> in out/VDisk' -ForEach @(
-        'VDisk.psd1', 'VDisk.PowerShell.dll', 'VDisk.Engine.dll', 'ZstdSharp.dll', 'VDisk.format.ps1xml',
+        'VDisk.psd1', 'VDisk.PowerShell.dll', 'VDisk.Engine.dll', 'ZstdSharp.dll', 'System.IO.Hashing.dll', 'VDisk.format.ps1xml',
         'VDisk.PowerShell.dll-Help.xml', 'en-US/about_VDisk.help.txt') {
         Join-Path $moduleFolder $_ | Should -Exist
     }

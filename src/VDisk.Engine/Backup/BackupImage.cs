@@ -123,7 +123,7 @@ public static class BackupImage
             var point = new BackupPointRecord
             {
                 Time = time, Kind = kind, File = Path.GetFileName(imagePath), Backing = kind == BackupKind.Full ? null : last!.File,
-                FileSha256 = FileHashes.Sha256(image.Temp), HashFile = Path.GetFileName(hashPath), HashFileSha256 = FileHashes.Sha256(hashTemp),
+                FileChecksum = FileChecksums.Of(image.Temp), HashFile = Path.GetFileName(hashPath), HashFileChecksum = FileChecksums.Of(hashTemp),
                 Source = IdentityOf(input), ChangeDetection = detection, ChangeDetectionNote = string.IsNullOrEmpty(note) ? null : note, Bitmap = bitmap,
                 Compression = options.Compress ? options.CompressionType.ToString() : "None",
                 BytesRead = copier.BytesRead, ChangedBytes = copier.BytesChanged,

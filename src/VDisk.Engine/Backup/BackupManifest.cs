@@ -57,12 +57,12 @@ public sealed record BackupPointRecord
     public required string File { get; init; }
     /// <summary>The previous point's image, which this one's image names as its backing file (null for a full backup).</summary>
     public string? Backing { get; init; }
-    /// <summary>SHA-256 of the image file as written.</summary>
-    public required string FileSha256 { get; init; }
+    /// <summary>Checksum of the image file as written (see <see cref="FileChecksums"/>).</summary>
+    public required string FileChecksum { get; init; }
     /// <summary>The block hash file (see <see cref="BlockHashFile"/>), a file name in the set's folder.</summary>
     public required string HashFile { get; init; }
-    /// <summary>SHA-256 of the block hash file.</summary>
-    public required string HashFileSha256 { get; init; }
+    /// <summary>Checksum of the block hash file (see <see cref="FileChecksums"/>).</summary>
+    public required string HashFileChecksum { get; init; }
     /// <summary>The source at the time.</summary>
     public required BackupSourceIdentity Source { get; init; }
     /// <summary>How the changed blocks were found.</summary>

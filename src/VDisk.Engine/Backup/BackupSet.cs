@@ -101,7 +101,7 @@ public sealed partial class BackupSet : IDisposable
 
     /// <summary>
     /// The hash of every block of <paramref name="point"/>, from its chain's block hash files, each checked against
-    /// the SHA-256 the manifest holds for it (a mismatch is a <see cref="VDiskErrorKind.Corrupt"/> error).
+    /// the checksum the manifest holds for it (a mismatch is a <see cref="VDiskErrorKind.Corrupt"/> error).
     /// </summary>
     public BlockHashTable HashesOf(BackupPointRecord point) =>
         BlockHashTable.Fold(ChainOf(point).Select(ReadHashes));
@@ -112,9 +112,9 @@ public sealed partial class BackupSet : IDisposable
         string path = PathOf(point.HashFile);
         if (!File.Exists(path))
             throw VDiskException.Corrupt(path, $"the block hash file of the point of {point.Time:u} is missing.");
-        string actual = FileHashes.Sha256(path);
-        if (actual != point.HashFileSha256)
-            throw VDiskException.Corrupt(path, $"the block hash file of the point of {point.Time:u} has changed since it was written (SHA-256 {actual}, the manifest says {point.HashFileSha256}).");
+        string actual = FileChecksums.Of(path);
+        if (actual != point.HashFileChecksum)
+            throw VDiskException.Corrupt(path, $"the block hash file of the point of {point.Time:u} has changed since it was written (checksum {actual}, the manifest says {point.HashFileChecksum}).");
         return BlockHashFile.Read(path);
     }
 

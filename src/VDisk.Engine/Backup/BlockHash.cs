@@ -17,12 +17,17 @@ public readonly record struct BlockHash(UInt128 High, UInt128 Low)
     public const int Size = 32;
 
     /// <summary>The hash of a block of zeroes (what an unallocated block reads as).</summary>
-    public static BlockHash Zero { get; } = Of(new byte[BlockSize]);
+    public static BlockHash Zero { get; } = Compute(new byte[BlockSize]);
 
     /// <summary>The hash of <paramref name="block"/>, padded with zeroes to <see cref="BlockSize"/> when shorter.</summary>
     public static BlockHash Of(ReadOnlySpan<byte> block)
     {
         if (block.Length > BlockSize) throw new ArgumentOutOfRangeException(nameof(block), "A block is at most 64 KiB.");
+        return block.IndexOfAnyExcept((byte)0) < 0 ? Zero : Compute(block); // zeroes are common and cheaper to find than to hash
+    }
+
+    private static BlockHash Compute(ReadOnlySpan<byte> block)
+    {
         Span<byte> digest = stackalloc byte[Size];
         if (block.Length == BlockSize)
         {
@@ -61,13 +66,27 @@ public readonly record struct BlockHash(UInt128 High, UInt128 Low)
     }
 }
 
-/// <summary>Whole-file hashes of a backup set's files.</summary>
-public static class FileHashes
+/// <summary>
+/// Whole-file checksums of a backup set's files: XXH128 (System.IO.Hashing), which finds any changed byte at memory
+/// speed. Files are checked against damage, not an attacker (who could rewrite the manifest too), so the strong,
+/// slower SHA-256 is kept for the block hashes, which decide what a backup copies.
+/// </summary>
+public static class FileChecksums
 {
-    /// <summary>The SHA-256 of a file's bytes, in lowercase hex.</summary>
-    public static string Sha256(string path)
+    /// <summary>The checksum of a file's bytes: "xxh128:" and 32 lowercase hex digits.</summary>
+    public static string Of(string path)
     {
-        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 20);
-        return Convert.ToHexString(SHA256.HashData(file)).ToLowerInvariant();
+        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
+        var hash = new System.IO.Hashing.XxHash128();
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 20);
+        try
+        {
+            for (int n; (n = file.Read(buffer, 0, 1 << 20)) > 0;) hash.Append(buffer.AsSpan(0, n));
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+        return "xxh128:" + Convert.ToHexString(hash.GetCurrentHash()).ToLowerInvariant();
     }
 }

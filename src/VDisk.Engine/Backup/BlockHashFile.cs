@@ -2,7 +2,7 @@
 // image decides (data, or zeroes over its backing point), sorted by block. The hashes a point restores to are the
 // newest entry per block down its chain (BlockHashTable); a block no point lists reads as zeroes. Kept beside the
 // point's image as `NAME.blockhashes` rather than inside the manifest, so the manifest stays small and readable
-// whatever the disk's size; the manifest records each file's SHA-256.
+// whatever the disk's size; the manifest records each file's checksum.
 // Layout: "VDBKHASH", u32 version (1), u32 block size, u64 count, then count x (u64 block index, 32-byte hash),
 // big-endian, indices strictly increasing.
 using System.Buffers.Binary;

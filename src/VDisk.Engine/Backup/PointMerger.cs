@@ -66,7 +66,7 @@ internal static class PointMerger
         var record = point with
         {
             Kind = kind, Backing = backing?.File,
-            FileSha256 = FileHashes.Sha256(imagePath), HashFileSha256 = FileHashes.Sha256(hashPath),
+            FileChecksum = FileChecksums.Of(imagePath), HashFileChecksum = FileChecksums.Of(hashPath),
             ChangedBytes = copier.BytesChanged, StoredBytes = new FileInfo(imagePath).Length + new FileInfo(hashPath).Length, Verified = null,
         };
         return new Merged(record, Path.GetFileName(imagePath), Path.GetFileName(hashPath));

@@ -10,7 +10,7 @@
 //   the manifest's fold for K before anything is published, so a prune never carries damage into a kept point.
 // - a run of removed points at the end of an (older) chain has no successor: its files are just deleted.
 // Why new files rather than commit/rebase in place (CommitImage, RebaseImage): a point's image may not change while
-// the manifest names it with its SHA-256, or Test-VDiskBackup could not tell damage from an interrupted prune; and
+// the manifest names it with its checksum, or Test-VDiskBackup could not tell damage from an interrupted prune; and
 // a "commit into the full" would rewrite the full that other kept points read through. A rewritten point keeps its
 // file names (the new image is renamed over the old), so the next point's backing name never changes and no other
 // file is touched; a full made from an incremental keeps its "-inc" name (the manifest's Kind is the truth).
@@ -19,14 +19,14 @@
 // atomically (BackupManifest.Save). A prune has three phases:
 //  1. New images and hash files are written and flushed under fresh point names the manifest does not name. A crash
 //     here leaves the old manifest and untouched old files; the fresh files are leftovers the next writer removes.
-//  2. One manifest write commits: the final points (rewritten points with their new SHA-256s, removed points gone)
+//  2. One manifest write commits: the final points (rewritten points with their new checksums, removed points gone)
 //     plus a pending list: "rename these new files over these point files, then delete these files".
 //  3. The renames, a folder flush, the deletions, a folder flush, and the manifest without the pending list.
 // In every state each point of the current manifest reads its exact content: renames replace a file with one that
 // reads the same guest content over a chain that still exists (old files are deleted only after every rename is
 // durable), and a pending manifest is finished (idempotently: a rename whose new file is gone is done) by the next
 // writer before anything else, and by a reader before it reads (BackupSet.Pending.cs). So whenever the manifest has
-// no pending list, every SHA-256 it records matches the files, and Test-VDiskBackup is clean unless there is damage.
+// no pending list, every checksum it records matches the files, and Test-VDiskBackup is clean unless there is damage.
 using VDisk.Engine.Chain;
 using VDisk.Engine.Core;
 using VDisk.Engine.Operations;

@@ -1,5 +1,5 @@
 // Verifying a backup set (issue 11 "Test-VDiskBackup"): every file of the set is re-read. The manifest checks its
-// own checksum; each point's image and block hash file are compared with the SHA-256 the manifest recorded, which
+// own checksum; each point's image and block hash file are compared with the checksum the manifest recorded, which
 // finds a changed byte anywhere in them; then each point's image is read on its own (not through its chain) and
 // every block it holds is hashed and compared with the point's block hash file, which names the guest offset of a
 // damaged block, and the blocks it holds must be exactly those its hash file lists, over the right backing file.
@@ -84,8 +84,8 @@ public static class VerifyBackup
             return new BackupPointCheck { Point = point, Problems = problems };
         }
         long bytesRead = new FileInfo(image).Length + (File.Exists(hashes) ? new FileInfo(hashes).Length : 0);
-        string actual = FileHashes.Sha256(image);
-        bool fileChanged = actual != point.FileSha256;
+        string actual = FileChecksums.Of(image);
+        bool fileChanged = actual != point.FileChecksum;
         long blocks = 0;
         if (entries != null)
         {
@@ -99,7 +99,7 @@ public static class VerifyBackup
             }
         }
         if (fileChanged && problems.Count == 0)
-            problems.Add(new BackupProblem(image, null, $"{image} has changed since it was written (SHA-256 {actual}, the manifest says {point.FileSha256}), " +
+            problems.Add(new BackupProblem(image, null, $"{image} has changed since it was written (checksum {actual}, the manifest says {point.FileChecksum}), " +
                 "although every block still reads as recorded: the change is in the file's metadata or unused space."));
         return new BackupPointCheck { Point = point, BlocksChecked = blocks, BytesRead = bytesRead, Problems = problems };
     }

@@ -76,7 +76,7 @@ public class PruneBackupTests
         Assert.Equal(BackupKind.Incremental, after[1].Kind);             // point 3 over point 1
         Assert.Equal(after[0].File, after[1].Backing);
         Assert.Equal(BackupKind.Full, after[2].Kind);                    // point 8 absorbed the full 4 and 5-7
-        Assert.Equal(before[9].FileSha256, after[3].FileSha256);         // point 9 untouched
+        Assert.Equal(before[9].FileChecksum, after[3].FileChecksum);         // point 9 untouched
         using var opened = BackupSet.OpenForReading(set, wait: false, default);
         // Point 3 holds at most the blocks points 2 and 3 decided (the union), of which only those differing from 1.
         var rewritten = opened.ReadHashes(after[1]).Select(e => e.Block).ToHashSet();

@@ -123,7 +123,7 @@ public class PrunePowerLossTests
         using var dir = new TempFolder();
         var (set, _) = PruneSets.Copy(dir);
         Dictionary<string, string> Files() => Directory.EnumerateFiles(set).Where(f => !f.EndsWith(BackupSet.LockFileName, StringComparison.Ordinal))
-            .ToDictionary(f => f, FileHashes.Sha256);
+            .ToDictionary(f => f, FileChecksums.Of);
         var before = Files();
         using var cancel = new CancellationTokenSource();
         BackupSet.Steps = step => { if (step.StartsWith("wrote", StringComparison.Ordinal)) cancel.Cancel(); };

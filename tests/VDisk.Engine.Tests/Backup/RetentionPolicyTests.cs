@@ -115,7 +115,7 @@ public class RetentionPolicyTests
             points.Add(new BackupPointRecord
             {
                 Time = T("2026-03-01T03:00:00").AddDays(i), Kind = full ? BackupKind.Full : BackupKind.Incremental,
-                File = $"p{i}.qcow2", Backing = full ? null : $"p{i - 1}.qcow2", FileSha256 = "", HashFile = $"p{i}.blockhashes", HashFileSha256 = "",
+                File = $"p{i}.qcow2", Backing = full ? null : $"p{i - 1}.qcow2", FileChecksum = "", HashFile = $"p{i}.blockhashes", HashFileChecksum = "",
                 Source = new BackupSourceIdentity { Path = "/vm", Format = "raw", VirtualSize = 1 << 20, Fingerprint = "" },
                 ChangeDetection = full ? ChangeDetection.Full : ChangeDetection.Hashes, Compression = "Zlib",
             });
