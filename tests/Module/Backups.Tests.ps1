@@ -73,10 +73,16 @@ Describe 'A backup set over several runs' -Skip:$SkipQemu {
         Get-Sha "$folder/at1.vmdk" | Should -Be $shas[1]
     }
 
-    It 'makes an instant overlay on the point' {
+    It 'makes an instant overlay on the point, which Merge-VDiskChain -Pull makes standalone' {
+        $pointBytes = Get-FileHash -LiteralPath $listed[2].Path
         Restore-VDiskBackup "$folder/backups/vm" -Instant -DestinationPath "$folder/now.qcow2"
         (Get-QemuInfo "$folder/now.qcow2").'backing-filename' | Should -Be $listed[2].Path
         Get-Sha "$folder/now.qcow2" | Should -Be $shas[2]
+        Invoke-QemuIo "$folder/now.qcow2" @('write -P 0x7e 0 64k') # the VM writes into the overlay, never the point
+        Merge-VDiskChain "$folder/now.qcow2" -Pull -Confirm:$false
+        (Get-QemuInfo "$folder/now.qcow2").'backing-filename' | Should -BeNullOrEmpty
+        (Get-FileHash -LiteralPath $listed[2].Path).Hash | Should -Be $pointBytes.Hash
+        (Test-VDiskBackup "$folder/backups/vm").Intact | Should -Not -Contain $false
     }
 
     It 'finds every point intact and records when' {
@@ -155,6 +161,19 @@ Describe 'Errors' -Skip:$SkipQemu {
         Restore-VDiskBackup "$folder/set" -Time $point.Time.AddDays(-1) -DestinationPath "$folder/old.qcow2" -ErrorVariable failure -ErrorAction SilentlyContinue
         $failure[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'BackupPointNotFound' 'Restore-VDiskBackup')
         "$folder/old.qcow2" | Should -Not -Exist
+    }
+
+    It 'never replaces an image a VM has open, even with -Force' {
+        $null = New-VDisk -Path "$folder/running.qcow2" -SizeBytes 4MB
+        $holder = Start-QemuHolder "$folder/running.qcow2" 'qcow2'
+        try {
+            $before = (Get-FileHash "$folder/running.qcow2").Hash
+            Restore-VDiskBackup "$folder/set" -DestinationPath "$folder/running.qcow2" -Force -ErrorVariable failure -ErrorAction SilentlyContinue
+            $failure[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'ImageInUse' 'Restore-VDiskBackup')
+            (Get-FileHash "$folder/running.qcow2").Hash | Should -Be $before
+        } finally {
+            Stop-QemuHolder $holder
+        }
     }
 
     It 'replaces an existing destination only with -Force' {
