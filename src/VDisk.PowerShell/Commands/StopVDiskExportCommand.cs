@@ -6,7 +6,7 @@ namespace VDisk.PowerShell.Commands;
 
 /// <summary>Stops NBD exports started by Export-VDisk.</summary>
 [Cmdlet(VerbsLifecycle.Stop, "VDiskExport", DefaultParameterSetName = InputSet, SupportsShouldProcess = true)]
-[OutputType(typeof(void))]
+[OutputType(typeof(VDiskExport))]
 public sealed class StopVDiskExportCommand : VDiskCmdletBase
 {
     private const string InputSet = "InputObject";
@@ -21,6 +21,10 @@ public sealed class StopVDiskExportCommand : VDiskCmdletBase
     [Parameter(Mandatory = true, ParameterSetName = AllSet)]
     public SwitchParameter All { get; set; }
 
+    /// <summary>Write each export stopped (its Running property now False).</summary>
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
     /// <summary>Stops the exports given.</summary>
     protected override void ProcessRecord()
     {
@@ -32,6 +36,7 @@ public sealed class StopVDiskExportCommand : VDiskCmdletBase
                 if (!ExportRegistry.Stop(export)) WriteVerbose($"{export.Uri} was stopped already.");
                 return export;
             });
+            if (PassThru) WriteObject(export);
         }
     }
 }
