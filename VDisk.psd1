@@ -17,7 +17,7 @@
                              'Optimize-VDisk', 'Get-VDiskAttachment', 'Set-VDiskCache', 'Set-VDiskAttachment', 'New-VDiskAttachment',
                              'ConvertTo-VDiskLibvirtXml', 'ConvertTo-VDiskQemuArgument',
                              'Backup-VDisk', 'Get-VDiskBackup', 'Restore-VDiskBackup', 'Test-VDiskBackup', 'Remove-VDiskBackup',
-                             'Measure-VDiskPerformance')
+                             'Measure-VDiskPerformance', 'Export-VDisk', 'Stop-VDiskExport')
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()

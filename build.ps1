@@ -10,7 +10,7 @@
     Demo:  Build, then runs docs/examples/Show-Demo.ps1 in a fresh pwsh: a template and an overlay, conversions to raw,
            back and compressed, comparisons and the backing chain.
     Bench: runs tests/VDisk.Bench beside qemu-img (needs qemu-utils, e2fsprogs and GNU time) and prints ratios;
-           -BenchArguments picks what runs: 'io', 'convert', 'snapshot', 'chain', 'resize-map', 'check', 'backup', 'perf' or 'all' (default),
+           -BenchArguments picks what runs: 'io', 'convert', 'snapshot', 'chain', 'resize-map', 'check', 'backup', 'perf', 'nbd' or 'all' (default),
            then the number of runs (default 3), then for 'check' the GiB scattered in its 1 TiB image (default 20).
     Fuzz:  runs the fuzz targets under afl++ for -FuzzSeconds each (default 1800), two at a time; -FuzzTarget picks
            targets (qcow2, vmdk-sparse, vmdk-descriptor, vdi), -FuzzSeeds adds folders of extra seed files. Findings
