@@ -1,8 +1,8 @@
 // Which file system a partition holds, by the magic numbers in its first 68 KiB, as libblkid's superblock probes
 // look for them: ext2/3/4 (superblock at 1024, s_magic 0xEF53 at +0x38; ext3 = has_journal, ext4 = any feature
 // beyond ext3's set — Linux fs/ext4/ext4.h EXT4_FEATURE_*), XFS ("XFSB" at 0), Btrfs ("_BHRfS_M" at 0x10040), NTFS
-// and exFAT (OEM name at 3), FAT12/16/32 (the BPB of Microsoft's FAT specification §3.1, type by cluster count
-// §3.5), Linux swap ("SWAPSPACE2"/"SWAP-SPACE" at the end of the first page, for 4, 8, 16 and 64 KiB pages),
+// and exFAT (OEM name at 3), FAT12/16/32 (the BPB of Microsoft's FAT specification §3.1; FAT32 when BPB_FATSz16 is
+// zero, else FAT12/16 by cluster count, §3.5), Linux swap ("SWAPSPACE2"/"SWAP-SPACE" at the end of the first page, for 4, 8, 16 and 64 KiB pages),
 // LVM2 physical volumes ("LABELONE" in one of the first four sectors, "LVM2 001" at +0x18) and LUKS ("LUKS\xBA\xBE").
 using System.Buffers.Binary;
 using System.Text;
@@ -113,15 +113,16 @@ public static class FileSystemProbe
         uint rootEntries = BinaryPrimitives.ReadUInt16LittleEndian(head[0x11..]);
         uint total = BinaryPrimitives.ReadUInt16LittleEndian(head[0x13..]);
         uint fatSize = BinaryPrimitives.ReadUInt16LittleEndian(head[0x16..]);
+        bool fat32 = fatSize == 0; // BPB_FATSz16 zero: a FAT32 BPB, whatever the cluster count (as Linux and libblkid decide)
         if (total == 0) total = BinaryPrimitives.ReadUInt32LittleEndian(head[0x20..]);
-        if (fatSize == 0) fatSize = BinaryPrimitives.ReadUInt32LittleEndian(head[0x24..]);
+        if (fat32) fatSize = BinaryPrimitives.ReadUInt32LittleEndian(head[0x24..]);
         if (bytesPerSector is not (512 or 1024 or 2048 or 4096) || sectorsPerCluster == 0 || !uint.IsPow2(sectorsPerCluster)
             || reserved == 0 || fats is 0 or > 4 || fatSize == 0 || total == 0) return null;
         ulong rootSectors = (rootEntries * 32UL + bytesPerSector - 1) / bytesPerSector;
         ulong meta = reserved + (ulong)fats * fatSize + rootSectors;
         if (meta >= total) return null;
         ulong clusters = (total - meta) / sectorsPerCluster;
-        string name = clusters < 4085 ? "fat12" : clusters < 65525 ? "fat16" : "fat32";
+        string name = fat32 ? "fat32" : clusters < 4085 ? "fat12" : "fat16";
         var label = Encoding.ASCII.GetString(head.Slice(name == "fat32" ? 0x47 : 0x2B, 11)).TrimEnd(' ', '\0');
         return new(name, label.Length > 0 && label != "NO NAME" && label.All(c => c >= 0x20 && c < 0x7f) ? $"label {label}" : string.Empty);
     }
