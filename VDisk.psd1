@@ -13,7 +13,7 @@
     FormatsToProcess     = @('VDisk.format.ps1xml')
     CmdletsToExport      = @('New-VDisk', 'Get-VDisk', 'Get-VDiskChain', 'Convert-VDisk', 'Compare-VDisk',
                              'Checkpoint-VDisk', 'Get-VDiskSnapshot', 'Restore-VDiskSnapshot', 'Remove-VDiskSnapshot',
-                             'Merge-VDiskChain', 'Set-VDisk', 'Resize-VDisk', 'Get-VDiskMap', 'Measure-VDisk', 'Test-VDisk',
+                             'Merge-VDiskChain', 'Set-VDisk', 'Resize-VDisk', 'Get-VDiskMap', 'Get-VDiskPartition', 'Measure-VDisk', 'Test-VDisk',
                              'Optimize-VDisk', 'Get-VDiskAttachment', 'Set-VDiskCache', 'Set-VDiskAttachment', 'New-VDiskAttachment',
                              'ConvertTo-VDiskLibvirtXml', 'ConvertTo-VDiskQemuArgument',
                              'Backup-VDisk', 'Get-VDiskBackup', 'Restore-VDiskBackup', 'Test-VDiskBackup', 'Remove-VDiskBackup',

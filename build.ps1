@@ -13,7 +13,7 @@
            -BenchArguments picks what runs: 'io', 'convert', 'snapshot', 'chain', 'resize-map', 'check', 'backup', 'perf', 'nbd' or 'all' (default),
            then the number of runs (default 3), then for 'check' the GiB scattered in its 1 TiB image (default 20).
     Fuzz:  runs the fuzz targets under afl++ for -FuzzSeconds each (default 1800), two at a time; -FuzzTarget picks
-           targets (qcow2, vmdk-sparse, vmdk-descriptor, vdi), -FuzzSeeds adds folders of extra seed files. Findings
+           targets (qcow2, vmdk-sparse, vmdk-descriptor, vdi, partitions), -FuzzSeeds adds folders of extra seed files. Findings
            go to out/fuzz/<target>/findings; see docs/fuzzing.md for replaying them and turning them into regressions.
 .EXAMPLE
     dotnet tool restore && dotnet pwsh ./build.ps1 -Task Test

@@ -10,7 +10,7 @@ Describe 'Module manifest and staged folder' {
     It 'exports exactly its cmdlets and no functions or aliases' {
         ($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Backup-VDisk', 'Checkpoint-VDisk', 'Compare-VDisk', 'Convert-VDisk',
             'ConvertTo-VDiskLibvirtXml', 'ConvertTo-VDiskQemuArgument', 'Export-VDisk', 'Get-VDisk', 'Get-VDiskAttachment', 'Get-VDiskBackup', 'Get-VDiskChain',
-            'Get-VDiskMap', 'Get-VDiskSnapshot', 'Measure-VDisk',
+            'Get-VDiskMap', 'Get-VDiskPartition', 'Get-VDiskSnapshot', 'Measure-VDisk',
             'Measure-VDiskPerformance', 'Merge-VDiskChain', 'New-VDisk', 'New-VDiskAttachment', 'Optimize-VDisk',
             'Remove-VDiskBackup', 'Remove-VDiskSnapshot', 'Resize-VDisk', 'Restore-VDiskBackup', 'Restore-VDiskSnapshot', 'Set-VDisk', 'Set-VDiskAttachment',
             'Set-VDiskCache', 'Stop-VDiskExport', 'Test-VDisk', 'Test-VDiskBackup')

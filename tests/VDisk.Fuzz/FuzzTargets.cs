@@ -60,7 +60,7 @@ public static class FuzzTargets
     /// <summary>Every target, in the order the smoke run uses.</summary>
     public static IReadOnlyList<IFuzzTarget> All { get; } = new IFuzzTarget[]
     {
-        new Qcow2Target(), new VmdkSparseTarget(), new VmdkDescriptorTarget(), new VdiTarget(),
+        new Qcow2Target(), new VmdkSparseTarget(), new VmdkDescriptorTarget(), new VdiTarget(), new PartitionsTarget(),
     };
 
     /// <summary>The target named <paramref name="name"/>.</summary>

@@ -31,6 +31,7 @@ public static class SeedCorpus
             "vmdk-sparse" => VmdkSeeds.Sparse(workspace),
             "vmdk-descriptor" => VmdkSeeds.Descriptors(workspace),
             "vdi" => VdiSeeds.Make(workspace),
+            "partitions" => PartitionSeeds.Make(),
             _ => throw new ArgumentException($"no seeds for target '{target}'", nameof(target)),
         }).ToList();
     }
