@@ -64,9 +64,11 @@ internal sealed class GptHeader
             return null;
         }
         uint storedCrc = BinaryPrimitives.ReadUInt32LittleEndian(sector[HeaderCrcOffset..]);
-        uint crc = Crc32.Compute(sector[..HeaderCrcOffset]);
-        crc = Crc32.Append(crc, stackalloc byte[4]);
-        crc = Crc32.Append(crc, sector[(HeaderCrcOffset + 4)..(int)headerSize]);
+        var crc32 = new System.IO.Hashing.Crc32(); // the IEEE CRC-32 the specification names, with the CRC field read as zero
+        crc32.Append(sector[..HeaderCrcOffset]);
+        crc32.Append(stackalloc byte[4]);
+        crc32.Append(sector[(HeaderCrcOffset + 4)..(int)headerSize]);
+        uint crc = crc32.GetCurrentHashAsUInt32();
         if (crc != storedCrc)
         {
             reason = $"header CRC-32 mismatch (stored 0x{storedCrc:x8}, computed 0x{crc:x8})";

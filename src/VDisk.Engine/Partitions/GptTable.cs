@@ -67,7 +67,7 @@ internal static class GptTable
             reason = "its partition entry array lies beyond the end of the disk";
             return null;
         }
-        uint crc = Crc32.Compute(entries);
+        uint crc = System.IO.Hashing.Crc32.HashToUInt32(entries);
         if (crc != header.EntryArrayCrc)
         {
             reason = $"partition entry array CRC-32 mismatch (stored 0x{header.EntryArrayCrc:x8}, computed 0x{crc:x8})";

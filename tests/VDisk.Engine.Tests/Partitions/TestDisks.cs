@@ -62,7 +62,7 @@ internal static class TestDisks
         BinaryPrimitives.WriteUInt64LittleEndian(h[72..], entryLba);
         BinaryPrimitives.WriteUInt32LittleEndian(h[80..], entryCount);
         BinaryPrimitives.WriteUInt32LittleEndian(h[84..], entrySize);
-        BinaryPrimitives.WriteUInt32LittleEndian(h[88..], Crc32.Compute(array.AsSpan(0, (int)Math.Min((long)entryCount * entrySize, array.Length))));
+        BinaryPrimitives.WriteUInt32LittleEndian(h[88..], System.IO.Hashing.Crc32.HashToUInt32(array.AsSpan(0, (int)Math.Min((long)entryCount * entrySize, array.Length))));
         FixHeaderCrc(disk, sectorSize, myLba);
     }
 
@@ -71,7 +71,7 @@ internal static class TestDisks
     {
         var h = disk.AsSpan((int)(lba * (ulong)sectorSize), 92);
         BinaryPrimitives.WriteUInt32LittleEndian(h[16..], 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(h[16..], Crc32.Compute(h));
+        BinaryPrimitives.WriteUInt32LittleEndian(h[16..], System.IO.Hashing.Crc32.HashToUInt32(h));
     }
 
     /// <summary>Writes one 16-byte MBR/EBR record at slot <paramref name="slot"/> of the sector at <paramref name="lba"/> and its signature.</summary>

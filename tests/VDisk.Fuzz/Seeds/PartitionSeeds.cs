@@ -75,8 +75,8 @@ internal static class PartitionSeeds
         BinaryPrimitives.WriteUInt64LittleEndian(h[72..], entries);
         BinaryPrimitives.WriteUInt32LittleEndian(h[80..], 4);
         BinaryPrimitives.WriteUInt32LittleEndian(h[84..], 128);
-        BinaryPrimitives.WriteUInt32LittleEndian(h[88..], Crc32.Compute(array));
-        BinaryPrimitives.WriteUInt32LittleEndian(h[16..], Crc32.Compute(h));
+        BinaryPrimitives.WriteUInt32LittleEndian(h[88..], System.IO.Hashing.Crc32.HashToUInt32(array));
+        BinaryPrimitives.WriteUInt32LittleEndian(h[16..], System.IO.Hashing.Crc32.HashToUInt32(h));
     }
 
     private static byte[] Dos()
