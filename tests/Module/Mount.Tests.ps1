@@ -171,6 +171,35 @@ Describe 'Mount-VDisk' -Skip:($SkipQemu -or $SkipMount) {
         "$folder/b2" | Should -Not -Exist
     }
 
+    It 'mounts a whole-disk ext4 (no partition table) as p0, from a vmdk' {
+        $whole = "$folder/whole.raw"
+        & mkfs.ext4 -q -d "$folder/files1" $whole 64M
+        $vmdk = "$folder/whole.vmdk"
+        Invoke-QemuImg @('convert', '-q', '-f', 'raw', '-O', 'vmdk', $whole, $vmdk) | Out-Null
+        $m = Mount-VDisk -LiteralPath $vmdk -MountPath "$folder/w" -Format Vmdk
+        $m.Pids | ForEach-Object { $recorded.Add($_) }
+        $m.Partitions.Count | Should -Be 1
+        $m.Partitions[0].Number | Should -Be 0
+        $m.Partitions[0].MountedAt | Should -Be "$folder/w/p0"
+        $seen = Get-TreeHashes "$folder/w/p0"
+        foreach ($name in $files1.Keys) { $seen[$name] | Should -Be $files1[$name] -Because $name }
+        $m | Dismount-VDisk
+        "$folder/w" | Should -Not -Exist
+    }
+
+    It 'mounts nothing, and stops what it started, when no ext file system is found' {
+        $fat = "$folder/fat.raw"
+        & truncate -s 32M $fat
+        & mkfs.vfat $fat 2>&1 | Out-Null
+        $m = Mount-VDisk $fat -MountPath "$folder/f" -WarningVariable warnings -WarningAction SilentlyContinue
+        $m.Pids | ForEach-Object { $recorded.Add($_) }
+        $m.Mounted | Should -BeFalse
+        $m.Partitions[0].SkippedReason | Should -Match 'fat.* is not supported'
+        ($warnings -join "`n") | Should -Match 'nothing was mounted'
+        $m.Pids | ForEach-Object { Test-PidRunning $_ | Should -BeFalse }
+        "$folder/f" | Should -Not -Exist
+    }
+
     It 'refuses a mount path that is mounted already (MountPathInUse)' {
         $m = Mount-VDisk $qcow2 -MountPath "$folder/busy" -WarningAction SilentlyContinue
         $m.Pids | ForEach-Object { $recorded.Add($_) }

@@ -48,8 +48,11 @@ internal sealed class MountSession
     private readonly List<Process> _processes = new();
     private readonly object _gate = new();
 
-    public MountSession(string image, string mountPath, string privateFolder)
+    private readonly CancellationToken _cancellation;
+
+    public MountSession(string image, string mountPath, string privateFolder, CancellationToken cancellation = default)
     {
+        _cancellation = cancellation;
         State = new MountState
         {
             OwnerPid = Environment.ProcessId,
@@ -346,6 +349,7 @@ internal sealed class MountSession
                 lock (output) text = output.ToString().Trim();
                 throw new MountToolException($"{tool} exited with code {process.ExitCode}{(text.Length > 0 ? ": " + text : ".")}");
             }
+            _cancellation.ThrowIfCancellationRequested();
             if (DateTime.UtcNow > deadline) throw new MountToolException($"{tool} did not finish mounting within {ReadyTimeout.TotalSeconds} seconds.");
             Thread.Sleep(20);
         }

@@ -85,7 +85,15 @@ public sealed class MountVDiskCommand : ImageInputCmdletBase
         }
         if (outcome is not VDiskMount mount) return;
         foreach (var p in mount.Partitions.Where(p => p.SkippedReason != null)) WriteWarning($"{fullPath}: partition {p.Number} not mounted: {p.SkippedReason}");
-        MountRegistry.Add(mount);
+        if (mount.MountedAt.Count == 0)
+        {
+            // Nothing to browse: stop what was started rather than keep an empty mount around.
+            WriteWarning(mount.Partitions.Count == 0
+                ? $"{fullPath}: no partition table and no file system recognised; nothing was mounted."
+                : $"{fullPath}: no ext2/3/4 file system found; nothing was mounted.");
+            MountRegistry.Dismount(mount, WriteVerbose);
+        }
+        else MountRegistry.Add(mount);
         WriteObject(mount);
     }
 
@@ -125,7 +133,7 @@ public sealed class MountVDiskCommand : ImageInputCmdletBase
             string privateFolder = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"vdisk-mount-{Environment.ProcessId}-{Guid.NewGuid():N}");
             if (OperatingSystem.IsWindows()) throw new PlatformNotSupportedException();
             Directory.CreateDirectory(privateFolder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            session = new MountSession(fullPath, _mountPath, privateFolder);
+            session = new MountSession(fullPath, _mountPath, privateFolder, Cancellation);
             if (!Directory.Exists(_mountPath))
             {
                 Directory.CreateDirectory(_mountPath);
