@@ -200,6 +200,24 @@ Describe 'Mount-VDisk' -Skip:($SkipQemu -or $SkipMount) {
         "$folder/f" | Should -Not -Exist
     }
 
+    It 'mounts the disk of a running VM (QEMU holds its lock) without disturbing it' {
+        $holder = Start-QemuHolder $qcow2 'qcow2'
+        try {
+            $m = Mount-VDisk $qcow2 -MountPath "$folder/live" -WarningAction SilentlyContinue
+            $m.Pids | ForEach-Object { $recorded.Add($_) }
+            (Get-TreeHashes "$folder/live/p1").Count | Should -Be $files1.Count
+            $m | Dismount-VDisk
+            $holder.HasExited | Should -BeFalse
+        } finally {
+            Stop-QemuHolder $holder
+        }
+    }
+
+    It 'changes nothing with -WhatIf' {
+        Mount-VDisk $qcow2 -MountPath "$folder/whatif" -WhatIf | Should -BeNullOrEmpty
+        "$folder/whatif" | Should -Not -Exist
+    }
+
     It 'refuses a mount path that is mounted already (MountPathInUse)' {
         $m = Mount-VDisk $qcow2 -MountPath "$folder/busy" -WarningAction SilentlyContinue
         $m.Pids | ForEach-Object { $recorded.Add($_) }
