@@ -247,8 +247,8 @@ Describe 'Mount-VDisk' -Skip:($SkipQemu -or $SkipMount) {
         "$folder/missing" | Should -Not -Exist
     }
 
-    It 'cleans a mount left by a killed session when Mount-VDisk is run on the same path again' {
-        $mountPath = "$folder/stale"
+    It 'cleans a mount left by a killed session with <Cleaner> on the same path' -ForEach @(@{ Cleaner = 'Mount-VDisk' }, @{ Cleaner = 'Dismount-VDisk -MountPath' }) {
+        $mountPath = "$folder/stale-$($Cleaner -replace '\W')"
         $module = (Get-Module VDisk).Path
         $pwshDll = Join-Path $PSHOME 'pwsh.dll'
         $start = [System.Diagnostics.ProcessStartInfo]::new([System.Environment]::ProcessPath)
@@ -270,13 +270,19 @@ Describe 'Mount-VDisk' -Skip:($SkipQemu -or $SkipMount) {
             # The NBD server died with the session: the FUSE mounts are stale.
             "$mountPath/.vdisk-mount.json" | Should -Exist
 
-            $m = Mount-VDisk $qcow2 -MountPath $mountPath -WarningVariable warnings -WarningAction SilentlyContinue
-            $m.Pids | ForEach-Object { $recorded.Add($_) }
-            ($warnings -join "`n") | Should -Match "left behind by process $($child.Id)"
-            $childPids | ForEach-Object { Test-PidRunning $_ | Should -BeFalse }
-            $seen = Get-TreeHashes "$mountPath/p1"
-            foreach ($name in $files1.Keys) { $seen[$name] | Should -Be $files1[$name] -Because $name }
-            $m | Dismount-VDisk
+            if ($Cleaner -eq 'Mount-VDisk') {
+                $m = Mount-VDisk $qcow2 -MountPath $mountPath -WarningVariable warnings -WarningAction SilentlyContinue
+                $m.Pids | ForEach-Object { $recorded.Add($_) }
+                ($warnings -join "`n") | Should -Match "left behind by process $($child.Id)"
+                $childPids | ForEach-Object { Test-PidRunning $_ | Should -BeFalse }
+                $seen = Get-TreeHashes "$mountPath/p1"
+                foreach ($name in $files1.Keys) { $seen[$name] | Should -Be $files1[$name] -Because $name }
+                $m | Dismount-VDisk
+            } else {
+                Dismount-VDisk -MountPath $mountPath
+                $childPids | ForEach-Object { Test-PidRunning $_ | Should -BeFalse }
+                Test-MountPoint "$mountPath/p1" | Should -BeFalse
+            }
             $mountPath | Should -Not -Exist
             @(Get-ChildItem ([System.IO.Path]::GetTempPath()) -Filter "vdisk-mount-$($child.Id)-*" -Directory).Count | Should -Be 0
         } finally {
