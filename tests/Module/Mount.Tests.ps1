@@ -218,6 +218,26 @@ Describe 'Mount-VDisk' -Skip:($SkipQemu -or $SkipMount) {
         "$folder/whatif" | Should -Not -Exist
     }
 
+    It 'lists a damaged ext4 that fuse2fs refuses as skipped, with fuse2fs''s message, and mounts the rest' {
+        $two = "$folder/two.raw"
+        & truncate -s 160M $two
+        "label: gpt`nstart=2048, size=131072, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4`nstart=133120, size=131072, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4`n" | & sfdisk -q $two
+        Set-Ext4 $two "$folder/files1"
+        & mkfs.ext4 -q -F -E "offset=$(133120 * 512)" $two 64M
+        Set-FileBytes $two (133120 * 512 + 1024 + 24) ([byte[]](0x40, 0, 0, 0)) # s_log_block_size: the superblock checksum no longer matches
+        $m = Mount-VDisk $two -MountPath "$folder/two" -WarningVariable warnings -WarningAction SilentlyContinue
+        $m.Pids | ForEach-Object { $recorded.Add($_) }
+        $m.Mounted | Should -BeTrue
+        $m.Partitions[0].MountedAt | Should -Be "$folder/two/p1"
+        $m.Partitions[1].MountedAt | Should -BeNullOrEmpty
+        $m.Partitions[1].SkippedReason | Should -Match 'fuse2fs could not mount it: .*superblock'
+        ($warnings -join "`n") | Should -Match 'partition 2 not mounted'
+        (Get-TreeHashes "$folder/two/p1").Count | Should -Be $files1.Count
+        $m | Dismount-VDisk
+        "$folder/two" | Should -Not -Exist
+        $m.Pids | ForEach-Object { Test-PidRunning $_ | Should -BeFalse }
+    }
+
     It 'refuses a mount path that is mounted already (MountPathInUse)' {
         $m = Mount-VDisk $qcow2 -MountPath "$folder/busy" -WarningAction SilentlyContinue
         $m.Pids | ForEach-Object { $recorded.Add($_) }

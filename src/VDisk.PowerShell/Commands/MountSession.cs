@@ -346,7 +346,7 @@ internal sealed class MountSession
                 process.WaitForExit();
                 string text;
                 var output = _output[process];
-                lock (output) text = output.ToString().Trim();
+                lock (output) text = string.Join(' ', output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
                 throw new MountToolException($"{tool} exited with code {process.ExitCode}{(text.Length > 0 ? ": " + text : ".")}");
             }
             _cancellation.ThrowIfCancellationRequested();

@@ -166,8 +166,16 @@ public sealed class MountVDiskCommand : ImageInputCmdletBase
                             Directory.CreateDirectory(folder);
                             session.Created(folder);
                         }
-                        session.StartFuse2fs(_tools["fuse2fs"], partition.Start, folder);
-                        mountedAt = folder;
+                        try
+                        {
+                            session.StartFuse2fs(_tools["fuse2fs"], partition.Start, folder);
+                            mountedAt = folder;
+                        }
+                        catch (MountToolException e)
+                        {
+                            // A damaged file system does not keep the other partitions from being mounted.
+                            skipped = $"fuse2fs could not mount it: {e.Message}";
+                        }
                     }
                 }
                 partitions.Add(new VDiskMountPartition
