@@ -71,6 +71,11 @@ BeforeAll {
         $text.Substring($text.LastIndexOf(')') + 2, 1) -ne 'Z'
     }
 
+    function Get-SessionId([int] $ProcessId) {
+        $text = Get-Content -Raw "/proc/$ProcessId/stat"
+        ($text.Substring($text.LastIndexOf(')') + 2) -split ' ')[3]
+    }
+
     function Test-MountPoint([string] $Folder) {
         $full = [System.IO.Path]::TrimEndingDirectorySeparator([System.IO.Path]::GetFullPath($Folder))
         [bool](Get-Content /proc/self/mountinfo | Where-Object { ($_ -split ' ')[4] -eq $full })
@@ -109,6 +114,8 @@ Describe 'Mount-VDisk' -Skip:($SkipQemu -or $SkipMount) {
         $m.Mounted | Should -BeTrue
         $m.Pids.Count | Should -Be 2
         $m.Pids | ForEach-Object { Test-PidRunning $_ | Should -BeTrue }
+        # Each tool runs in a session of its own (setsid), out of reach of the terminal's Ctrl+C.
+        $m.Pids | ForEach-Object { Get-SessionId $_ | Should -Not -Be (Get-SessionId $PID) }
         $m.Partitions.Count | Should -Be 2
         $m.Partitions[0].Number | Should -Be 1
         $m.Partitions[0].FileSystem | Should -Be 'ext4'
