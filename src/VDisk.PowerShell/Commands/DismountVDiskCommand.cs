@@ -71,7 +71,7 @@ public sealed class DismountVDiskCommand : VDiskCmdletBase
             WriteError(new ErrorRecord(new InvalidOperationException($"Nothing is mounted at {full} by Mount-VDisk."), NotMountedId, ErrorCategory.ObjectNotFound, full));
             return;
         }
-        if (MountSession.OwnerAlive(state))
+        if (MountSession.OwnerAlive(state) && state.OwnerPid != Environment.ProcessId)
         {
             WriteError(new ErrorRecord(new InvalidOperationException(
                 $"{full} holds a mount of {state.Image} made by process {state.OwnerPid}, which is still running; dismount it there."),

@@ -5,7 +5,8 @@
 // State (decided for stale-mount cleanup): a marker file <MountPath>/.vdisk-mount.json written before the first
 // process starts and rewritten after each one, holding the owner (this process' pid and start time), the private
 // folder, every mount point, every pid started and every folder created. A later Mount-VDisk or Dismount-VDisk on the
-// same MountPath whose owner is gone (a killed session) tears it down from the marker: `fusermount3 -u` (then lazy
+// same MountPath whose owner is gone (a killed session), or is this process without the mount in its registry (a
+// teardown that failed half-way), tears it down from the marker: `fusermount3 -u` (then lazy
 // `-u -z`) each mount point ("Transport endpoint is not connected" ones too), SIGTERM then SIGKILL to each recorded
 // pid still running whose command line names the private folder (never a process by name, never a reused pid), the
 // created folders (only when empty) and the private folder removed, and the marker deleted.

@@ -106,12 +106,14 @@ public sealed class MountVDiskCommand : ImageInputCmdletBase
             return false;
         }
         if (MountSession.ReadState(_mountPath) is not { } state) return true;
-        if (MountSession.OwnerAlive(state))
+        if (MountSession.OwnerAlive(state) && state.OwnerPid != Environment.ProcessId)
         {
             WriteError(InUse(fullPath, $"{_mountPath} holds a mount of {state.Image} made by process {state.OwnerPid}, which is still running; dismount it there."));
             return false;
         }
-        WriteWarning($"{_mountPath}: cleaning up a mount of {state.Image} left behind by process {state.OwnerPid}, which has ended.");
+        WriteWarning(state.OwnerPid == Environment.ProcessId
+            ? $"{_mountPath}: cleaning up a mount of {state.Image} left behind by this session (its dismount did not finish)."
+            : $"{_mountPath}: cleaning up a mount of {state.Image} left behind by process {state.OwnerPid}, which has ended.");
         MountSession.Teardown(state, WriteVerbose);
         return true;
     }
