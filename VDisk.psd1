@@ -17,7 +17,8 @@
                              'Optimize-VDisk', 'Get-VDiskAttachment', 'Set-VDiskCache', 'Set-VDiskAttachment', 'New-VDiskAttachment',
                              'ConvertTo-VDiskLibvirtXml', 'ConvertTo-VDiskQemuArgument',
                              'Backup-VDisk', 'Get-VDiskBackup', 'Restore-VDiskBackup', 'Test-VDiskBackup', 'Remove-VDiskBackup',
-                             'Measure-VDiskPerformance', 'Export-VDisk', 'Stop-VDiskExport')
+                             'Measure-VDiskPerformance', 'Export-VDisk', 'Stop-VDiskExport',
+                             'Mount-VDisk', 'Dismount-VDisk')
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()

@@ -9,9 +9,9 @@ BeforeAll {
 Describe 'Module manifest and staged folder' {
     It 'exports exactly its cmdlets and no functions or aliases' {
         ($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Backup-VDisk', 'Checkpoint-VDisk', 'Compare-VDisk', 'Convert-VDisk',
-            'ConvertTo-VDiskLibvirtXml', 'ConvertTo-VDiskQemuArgument', 'Export-VDisk', 'Get-VDisk', 'Get-VDiskAttachment', 'Get-VDiskBackup', 'Get-VDiskChain',
+            'ConvertTo-VDiskLibvirtXml', 'ConvertTo-VDiskQemuArgument', 'Dismount-VDisk', 'Export-VDisk', 'Get-VDisk', 'Get-VDiskAttachment', 'Get-VDiskBackup', 'Get-VDiskChain',
             'Get-VDiskMap', 'Get-VDiskPartition', 'Get-VDiskSnapshot', 'Measure-VDisk',
-            'Measure-VDiskPerformance', 'Merge-VDiskChain', 'New-VDisk', 'New-VDiskAttachment', 'Optimize-VDisk',
+            'Measure-VDiskPerformance', 'Merge-VDiskChain', 'Mount-VDisk', 'New-VDisk', 'New-VDiskAttachment', 'Optimize-VDisk',
             'Remove-VDiskBackup', 'Remove-VDiskSnapshot', 'Resize-VDisk', 'Restore-VDiskBackup', 'Restore-VDiskSnapshot', 'Set-VDisk', 'Set-VDiskAttachment',
             'Set-VDiskCache', 'Stop-VDiskExport', 'Test-VDisk', 'Test-VDiskBackup')
         $module.ExportedFunctions.Count | Should -Be 0
@@ -52,7 +52,7 @@ Describe 'Format views' {
         $image = New-VDisk -Path (Join-Path $TestDrive 'view.qcow2') -SizeBytes 20GB
     }
 
-    It 'loads a table view for <_>' -ForEach 'VDisk.PowerShell.VDiskInfo', 'VDisk.PowerShell.VDiskChainNode', 'VDisk.PowerShell.VDiskComparison', 'VDisk.PowerShell.VDiskMapRange', 'VDisk.PowerShell.VDiskMeasurement', 'VDisk.PowerShell.VDiskAttachment', 'VDisk.PowerShell.VDiskExport' {
+    It 'loads a table view for <_>' -ForEach 'VDisk.PowerShell.VDiskInfo', 'VDisk.PowerShell.VDiskChainNode', 'VDisk.PowerShell.VDiskComparison', 'VDisk.PowerShell.VDiskMapRange', 'VDisk.PowerShell.VDiskMeasurement', 'VDisk.PowerShell.VDiskAttachment', 'VDisk.PowerShell.VDiskExport', 'VDisk.PowerShell.VDiskMount' {
         $view = Get-FormatData -TypeName $_
         $view.FormatViewDefinition.Control | Should -BeOfType System.Management.Automation.TableControl
     }
