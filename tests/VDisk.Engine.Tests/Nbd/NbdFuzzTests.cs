@@ -109,7 +109,6 @@ public class NbdFuzzTests
     private static byte[] Handshake(string name, bool structured)
     {
         var bytes = new List<byte>();
-        void U16(int v) { bytes.Add((byte)(v >> 8)); bytes.Add((byte)v); }
         void U32(uint v) { for (int s = 24; s >= 0; s -= 8) bytes.Add((byte)(v >> s)); }
         void U64(ulong v) { U32((uint)(v >> 32)); U32((uint)v); }
         void Option(uint option, byte[] data) { U64(NbdProtocol.OptionMagic); U32(option); U32((uint)data.Length); bytes.AddRange(data); }
