@@ -155,12 +155,7 @@ public class BitmapPowerLossTests
                 failure = $"does not read: {e.Message}";
             }
             if (failure is null && n % (CrashHarness.FullSweep ? 1 : 4) == 0)
-            {
-                string file = scratch.File("crash.qcow2");
-                File.WriteAllBytes(file, crash.Bytes);
-                var (code, output) = Qemu.TryImg("check", "-f", "qcow2", file);
-                if (code is not (0 or 3)) failure = $"qemu-img check exited {code}: {output}";
-            }
+                failure = CrashHarness.QemuCheckProblem(scratch, crash.Bytes);
             n++;
             if (failure != null) failures.Add($"{crash.Description}: {failure}");
             if (failures.Count >= maxFailures) break;

@@ -62,6 +62,15 @@ public static class CrashHarness
 
     public static bool FullSweep => Environment.GetEnvironmentVariable("VDISK_POWERLOSS_FULL") == "1";
 
+    /// <summary>What `qemu-img check` finds wrong with a crash image (null: clean, or only leaks), written to a file in <paramref name="scratch"/>.</summary>
+    public static string? QemuCheckProblem(TempFolder scratch, byte[] image)
+    {
+        string file = scratch.File("crash.qcow2");
+        File.WriteAllBytes(file, image);
+        var (code, output) = Qemu.TryImg("check", "-f", "qcow2", file);
+        return code is 0 or 3 ? null : $"qemu-img check exited {code}: {output}";
+    }
+
     /// <summary>Builds the scenario's image, records the workload, and returns the recorder with the guest log.</summary>
     public static (PowerLossStorage Recorder, GuestLog Log) Record(CrashScenario s, byte[]? startImage = null)
     {

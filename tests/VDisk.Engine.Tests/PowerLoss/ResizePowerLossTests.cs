@@ -59,12 +59,7 @@ public class ResizePowerLossTests
         {
             string? failure = Check(crash.Bytes, old, size, before.AsSpan(0, (int)kept));
             if (failure is null && n % (CrashHarness.FullSweep ? 1 : 8) == 0)
-            {
-                string file = scratch.File("crash.qcow2");
-                File.WriteAllBytes(file, crash.Bytes);
-                var (code, output) = Qemu.TryImg("check", "-f", "qcow2", file);
-                if (code is not (0 or 3)) failure = $"qemu-img check exited {code}: {output}";
-            }
+                failure = CrashHarness.QemuCheckProblem(scratch, crash.Bytes);
             n++;
             if (failure != null) failures.Add($"{crash.Description}: {failure}");
             if (failures.Count >= maxFailures) break;
