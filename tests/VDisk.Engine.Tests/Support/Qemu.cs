@@ -64,7 +64,17 @@ public static class Qemu
         return output;
     }
 
-    private static (int, string) TryRun(string tool, params string[] args) => HostSetup.TryRun(tool, args);
+    // QEMU calibrates LUKS key slots by timing PBKDF2 with the thread's CPU clock; on a loaded machine that clock can
+    // show no progress and qemu-img gives up ("Unable to get accurate CPU usage") before writing anything. That is the
+    // reference tool's transient failure, not a result, so it is retried.
+    private static (int, string) TryRun(string tool, params string[] args)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            var (code, output) = HostSetup.TryRun(tool, args);
+            if (code == 0 || attempt == 3 || !output.Contains("Unable to get accurate CPU usage", StringComparison.Ordinal)) return (code, output);
+        }
+    }
 
     // For checks made after our code has closed the image. Tests run in parallel, and a child process another test
     // forks in the moment we close a file shares our open file description (and with it QEMU's lock) until it execs;
