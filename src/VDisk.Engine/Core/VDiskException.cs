@@ -53,6 +53,10 @@ public enum VDiskErrorKind
     BackupPointNotFound,
     /// <summary>A measurement would write into an existing image, destroying its data, without being allowed to.</summary>
     HoldsData,
+    /// <summary>An encrypted image needs a passphrase and none was given.</summary>
+    PassphraseRequired,
+    /// <summary>No passphrase given opens any active key slot of an encrypted image.</summary>
+    WrongPassphrase,
 }
 
 /// <summary>An engine failure with a kind and the path of the file concerned.</summary>

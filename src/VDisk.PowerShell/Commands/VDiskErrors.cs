@@ -48,6 +48,8 @@ internal static class VDiskErrors
         VDiskErrorKind.LibvirtFailed => ("LibvirtFailed", ErrorCategory.ResourceUnavailable),
         VDiskErrorKind.BackupPointNotFound => ("BackupPointNotFound", ErrorCategory.ObjectNotFound),
         VDiskErrorKind.HoldsData => ("ImageHoldsData", ErrorCategory.PermissionDenied),
+        VDiskErrorKind.PassphraseRequired => ("PassphraseRequired", ErrorCategory.AuthenticationError),
+        VDiskErrorKind.WrongPassphrase => ("WrongPassphrase", ErrorCategory.AuthenticationError),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "VDiskErrors.Classify has no entry for this kind."),
     };
 
