@@ -28,4 +28,8 @@ public sealed record CreateOptions
     public int RefcountBits { get; init; } = 16;
     /// <summary>Compression type recorded for compressed clusters (qcow2 v3).</summary>
     public CompressionType CompressionType { get; init; } = CompressionType.Zlib;
+    /// <summary>Encrypt the new image's data with LUKS (qcow2 only), slot 0 holding <see cref="Passphrase"/>; null: unencrypted.</summary>
+    public Crypto.LuksFormatOptions? Encryption { get; init; }
+    /// <summary>The passphrase of a new encrypted image (owned by the caller).</summary>
+    public Crypto.Passphrase? Passphrase { get; init; }
 }

@@ -31,6 +31,12 @@ public sealed record FormatDetails
     public bool Corrupt { get; init; }
     /// <summary>Data is encrypted.</summary>
     public bool Encrypted { get; init; }
+    /// <summary>How the data is encrypted ("luks", or "aes" for qcow2's legacy method), as qemu-img info's encrypt.format.</summary>
+    public string? EncryptionFormat { get; init; }
+    /// <summary>The LUKS cipher, as "aes-256-xts-plain64" (null for legacy AES and unencrypted images).</summary>
+    public string? Cipher { get; init; }
+    /// <summary>The LUKS key slots that hold a passphrase.</summary>
+    public IReadOnlyList<int> ActiveKeySlots { get; init; } = Array.Empty<int>();
     /// <summary>Internal snapshots stored in the image.</summary>
     public int SnapshotCount { get; init; }
     /// <summary>Subformat (vmdk createType, vdi dynamic/static).</summary>

@@ -3,6 +3,7 @@
 // success (OutputFile), or in place into a block device (BlockDeviceOutput).
 using VDisk.Engine.Chain;
 using VDisk.Engine.Core;
+using VDisk.Engine.Crypto;
 using VDisk.Engine.Storage;
 
 namespace VDisk.Engine.Operations;
@@ -53,6 +54,8 @@ public static class ConvertImage
             BackingPath = options.BackingPath,
             BackingPathRelative = options.BackingPathRelative,
             BackingFormat = options.BackingFormat,
+            Encryption = options.Encryption,
+            Passphrase = options.Passphrase,
         }, options.Overwrite);
         RefuseOverwritingInputs(CreateImage.FilesOf(plan), destination, input, options.BackingPath);
 
@@ -61,6 +64,7 @@ public static class ConvertImage
             using var file = OutputFile.Begin(plan, options.Overwrite);
             CreateImage.Write(plan, file.Temp, cancel);
             ConvertResult result;
+            using (options.Passphrase is null ? null : ImageKeys.Use(new[] { options.Passphrase }))
             using (var output = ImageChain.Open(file.Temp, new OpenOptions { Writable = true, Format = options.DestinationFormat, CacheMode = options.CacheMode }))
                 result = Copy(output, options);
             file.Commit();
@@ -78,6 +82,12 @@ public static class ConvertImage
             throw VDiskException.Invalid(destination, $"Sparse threshold {o.SparseThreshold} is invalid: use 0 or a multiple of 512 bytes.");
         if (o.ThrottleLimit < 1)
             throw VDiskException.Invalid(destination, $"Throttle limit {o.ThrottleLimit} is invalid: use 1 or more workers.");
+        if (o.Encryption != null && o.Compress)
+            throw VDiskException.Invalid(destination, $"{destination}: compression and encryption cannot be used together (QEMU refuses them in one qcow2 image too); choose one.");
+        if (o.Encryption != null && o.DestinationFormat != ImageFormat.Qcow2)
+            throw VDiskException.Invalid(destination, $"{destination}: only qcow2 output can be encrypted, not {FormatProbe.Name(o.DestinationFormat)}.");
+        if (o.Encryption != null && o.Passphrase is null)
+            throw VDiskException.Invalid(destination, $"{destination}: encrypted output needs a passphrase.");
         bool streamOptimized = o.DestinationFormat == ImageFormat.Vmdk && o.Subformat == ImageSubformat.StreamOptimized;
         if (o.Compress && o.DestinationFormat == ImageFormat.Vmdk && o.Subformat == ImageSubformat.Default)
             return o with { Subformat = ImageSubformat.StreamOptimized };

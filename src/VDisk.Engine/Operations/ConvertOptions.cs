@@ -47,6 +47,10 @@ public sealed record ConvertOptions
     public CacheMode SourceCacheMode { get; init; } = CacheMode.Writeback;
     /// <summary>Replace an existing destination.</summary>
     public bool Overwrite { get; init; }
+    /// <summary>Encrypt the destination with LUKS (qcow2 only, not with compression, as in QEMU); null: unencrypted.</summary>
+    public Crypto.LuksFormatOptions? Encryption { get; init; }
+    /// <summary>The destination's passphrase when <see cref="Encryption"/> is set (owned by the caller).</summary>
+    public Crypto.Passphrase? Passphrase { get; init; }
     /// <summary>Sees every chunk read from the source (on worker threads) and approves the output before it is put in place.</summary>
     internal IReadVerifier? Verifier { get; init; }
 }

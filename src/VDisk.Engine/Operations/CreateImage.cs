@@ -62,6 +62,8 @@ public static class CreateImage
             throw VDiskException.Invalid(path, $"Size {size} bytes is too large: the largest disk is {MaxSize} bytes (8 EiB less 512 bytes).");
         size = (size + 511) / 512 * 512; // qemu-img rounds sizes up to whole sectors
         options = options with { Size = size };
+        if (options.Encryption != null && options.Format != ImageFormat.Qcow2)
+            throw VDiskException.Invalid(path, $"{path}: only qcow2 images can be encrypted (LUKS inside qcow2, as qemu-img makes them); {FormatProbe.Name(options.Format)} images cannot.");
         if (options.Format == ImageFormat.Qcow2) Qcow2Creator.Validate(options, path);
         else if (options.Format == ImageFormat.Vdi) VdiCreator.Validate(options, backingName, path);
         else if (options.Format == ImageFormat.Vmdk) VmdkCreator.Validate(options, path, overwrite);
@@ -109,19 +111,22 @@ public static class CreateImage
             return;
         }
         Qcow2Driver? driver = null;
+        Crypto.SectorCipher? cipher = null;
         try
         {
-            Qcow2Creator.WriteEmpty(storage, options, size, backingName, backingFormat);
+            Qcow2Creator.WriteEmpty(storage, options, size, backingName, backingFormat, out cipher);
             if (options.Preallocation == Preallocation.Off)
             {
                 storage.Flush();
                 return;
             }
-            driver = Qcow2Driver.Open(storage, writable: true);
+            driver = Qcow2Driver.Open(storage, writable: true, cipher);
+            cipher = null; // the driver owns it
             driver.Preallocate(options.Preallocation, progress, cancel);
         }
         finally
         {
+            cipher?.Dispose();
             if (driver != null) driver.Dispose(); // closes the storage too
             else storage.Dispose(); // also on failure: an open handle would keep a removed file's space in use
         }

@@ -2,6 +2,8 @@
 // of a backing image (-B), from an internal snapshot (-l). Each input is written beside itself, named after it,
 // unless one -DestinationPath is given for a single input.
 using System.Management.Automation;
+using System.Security;
+using VDisk.Engine.Crypto;
 using VDisk.Engine.Core;
 using VDisk.Engine.Operations;
 using VDisk.Engine.Storage;
@@ -87,6 +89,41 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
+    /// <summary>Passphrases of encrypted source images (SecureStrings or PSCredentials), each tried on every encrypted image of the chain.</summary>
+    [Parameter]
+    [PassphraseTransformation]
+    public SecureString[]? SourcePassphrase { get; set; }
+
+    /// <summary>Files whose first lines are passphrases of encrypted source images.</summary>
+    [Parameter]
+    public string[]? SourcePassphraseFile { get; set; }
+
+    /// <summary>Encrypts the output with LUKS (qcow2 only; not with -Compress, as in QEMU).</summary>
+    [Parameter]
+    public SwitchParameter Encrypt { get; set; }
+
+    /// <summary>The output's passphrase with -Encrypt: a SecureString, or a PSCredential (its password).</summary>
+    [Parameter]
+    [PassphraseTransformation]
+    public SecureString? Passphrase { get; set; }
+
+    /// <summary>A file whose first line is the output's passphrase (like QEMU's secret,file=).</summary>
+    [Parameter]
+    public string? PassphraseFile { get; set; }
+
+    /// <summary>The LUKS cipher as cipher-keybits-mode-ivgen (default aes-256-xts-plain64, qemu-img's default).</summary>
+    [Parameter]
+    public string Cipher { get; set; } = EncryptionInput.DefaultCipher;
+
+    /// <summary>The hash of the key derivation (PBKDF2) and the anti-forensic splitter: sha1, sha256 (default), sha384 or sha512.</summary>
+    [Parameter]
+    public string HashAlgorithm { get; set; } = EncryptionInput.DefaultHash;
+
+    /// <summary>How long deriving the output's key from its passphrase should take, in milliseconds (default 2000, as qemu-img).</summary>
+    [Parameter]
+    [ValidateRange(1, 600000)]
+    public int IterTimeMilliseconds { get; set; } = EncryptionInput.DefaultIterTimeMilliseconds;
+
     private static readonly string[] Qcow2OnlyParameters = { nameof(ClusterSizeBytes), nameof(CompressionType) };
     private static readonly StringComparer PathComparer = OperatingSystem.IsWindows() ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
 
@@ -94,6 +131,8 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
     private readonly HashSet<string> _written = new(PathComparer);
     private VDiskFormat _format;
     private string? _backingFull;
+    private LuksFormatOptions? _encryption;
+    private Passphrase? _passphrase;
 
     /// <summary>Settles the output format and checks that the options fit it, before any input is read.</summary>
     protected override void BeginProcessing()
@@ -105,6 +144,11 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
         if (OptionProblem() is { } problem)
             ThrowTerminatingError(VDiskErrors.InvalidArgument(problem, IsBound(nameof(DestinationPath)) ? DestinationPath : null));
         if (IsBound(nameof(BackingPath))) _backingFull = ResolveLiteralPathOrStop(BackingPath);
+        InputPassphrases = ReadPassphrases(SourcePassphrase, SourcePassphraseFile);
+        if (!Encrypt) return;
+        try { _encryption = EncryptionInput.Options(Cipher, HashAlgorithm, IterTimeMilliseconds); }
+        catch (VDiskException e) { ThrowTerminatingError(VDiskErrors.FromException(e, MyInvocation.MyCommand.Name)!); }
+        _passphrase = NewPassphrase(Passphrase, PassphraseFile);
     }
 
     /// <summary>
@@ -143,6 +187,12 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
             return $"-{string.Join(", -", qcow2Only)} apply to qcow2 output only, not {_format}.";
         if (Compress && _format is not (VDiskFormat.Qcow2 or VDiskFormat.Vmdk))
             return $"-Compress applies to qcow2 and VMDK output only, not {_format}.";
+        if (!Encrypt && EncryptionInput.Parameters.FirstOrDefault(IsBound) is { } lone)
+            return $"-{lone} applies only with -Encrypt.";
+        if (Encrypt && _format != VDiskFormat.Qcow2)
+            return $"-Encrypt applies to qcow2 output only, not {_format}.";
+        if (Encrypt && Compress)
+            return "-Compress and -Encrypt cannot be used together: QEMU refuses compressed clusters in an encrypted qcow2 image, so VDisk does too.";
         if (IsBound(nameof(Subformat)) && Subformat.MismatchWith(_format) is { } mismatch)
             return mismatch;
         if (IsBound(nameof(BackingFormat)) && !IsBound(nameof(BackingPath)))
@@ -191,6 +241,8 @@ public sealed class ConvertVDiskCommand : ImageInputCmdletBase
         CacheMode = CacheMode,
         SourceCacheMode = SourceCacheMode,
         Overwrite = Force,
+        Encryption = _encryption,
+        Passphrase = _passphrase,
     };
 
     private string Describe(string source, string destination)

@@ -4,6 +4,7 @@
 // backing reference, or with -BasePath keeps that base as its backing file. ConfirmImpact High: a commit rewrites
 // the base and deletes files.
 using System.Management.Automation;
+using System.Security;
 using VDisk.Engine.Operations;
 
 namespace VDisk.PowerShell.Commands;
@@ -13,6 +14,15 @@ namespace VDisk.PowerShell.Commands;
 [OutputType(typeof(VDiskChainNode))]
 public sealed class MergeVDiskChainCommand : ImageInputCmdletBase
 {
+    /// <summary>Passphrases of encrypted images (SecureStrings or PSCredentials), each tried on every encrypted image of the chain.</summary>
+    [Parameter]
+    [PassphraseTransformation]
+    public SecureString[]? Passphrase { get; set; }
+
+    /// <summary>Files whose first lines are passphrases of encrypted images (like QEMU's secret,file=).</summary>
+    [Parameter]
+    public string[]? PassphraseFile { get; set; }
+
     /// <summary>The image in the chain to commit into (default: the top's backing image); with -Pull, the image to keep as the backing file.</summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
@@ -45,6 +55,7 @@ public sealed class MergeVDiskChainCommand : ImageInputCmdletBase
     protected override void BeginProcessing()
     {
         base.BeginProcessing();
+        InputPassphrases = ReadPassphrases(Passphrase, PassphraseFile);
         if (Pull && KeepOverlays)
             ThrowTerminatingError(VDiskErrors.InvalidArgument("-KeepOverlays applies to a commit; -Pull deletes nothing.", null));
         if (IsBound(nameof(BasePath))) _baseFull = ResolveLiteralPathOrStop(BasePath);

@@ -1,5 +1,6 @@
 // New-VDisk: creates a raw, qcow2, VMDK or VDI image (qemu-img create), or an overlay on a backing image.
 using System.Management.Automation;
+using System.Security;
 using VDisk.Engine.Core;
 using VDisk.Engine.Operations;
 
@@ -71,6 +72,32 @@ public sealed class NewVDiskCommand : VDiskCmdletBase
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>Encrypts the image with LUKS (qcow2 compat 1.1), as qemu-img's encrypt.format=luks.</summary>
+    [Parameter]
+    public SwitchParameter Encrypt { get; set; }
+
+    /// <summary>The new image's passphrase: a SecureString, or a PSCredential (its password).</summary>
+    [Parameter]
+    [PassphraseTransformation]
+    public SecureString? Passphrase { get; set; }
+
+    /// <summary>A file whose first line is the new image's passphrase (like QEMU's secret,file=).</summary>
+    [Parameter]
+    public string? PassphraseFile { get; set; }
+
+    /// <summary>The LUKS cipher as cipher-keybits-mode-ivgen (default aes-256-xts-plain64, qemu-img's default).</summary>
+    [Parameter]
+    public string Cipher { get; set; } = EncryptionInput.DefaultCipher;
+
+    /// <summary>The hash of the key derivation (PBKDF2) and the anti-forensic splitter: sha1, sha256 (default), sha384 or sha512.</summary>
+    [Parameter]
+    public string HashAlgorithm { get; set; } = EncryptionInput.DefaultHash;
+
+    /// <summary>How long deriving the key from the passphrase should take, in milliseconds (default 2000, as qemu-img).</summary>
+    [Parameter]
+    [ValidateRange(1, 600000)]
+    public int IterTimeMilliseconds { get; set; } = EncryptionInput.DefaultIterTimeMilliseconds;
+
     private static readonly string[] Qcow2OnlyParameters =
         { nameof(ClusterSizeBytes), nameof(LazyRefcounts), nameof(Compat), nameof(CompressionType), nameof(RefcountBits) };
 
@@ -88,6 +115,17 @@ public sealed class NewVDiskCommand : VDiskCmdletBase
         if (IsBound(nameof(BackingPath)) && (backingFull = ResolveLiteralPath(BackingPath)) is null) return;
 
         var options = BuildOptions(format, backingFull);
+        if (Encrypt)
+        {
+            if (EncryptionProblem(format) is { } encryptionProblem)
+            {
+                WriteError(VDiskErrors.InvalidArgument(encryptionProblem, target));
+                return;
+            }
+            var encryption = Attempt(target, () => EncryptionInput.Options(Cipher, HashAlgorithm, IterTimeMilliseconds));
+            if (encryption is null) return;
+            options = options with { Encryption = encryption, Passphrase = NewPassphrase(Passphrase, PassphraseFile) };
+        }
         if (!ShouldProcess(target, Describe(target, format))) return;
         var created = Attempt(target, () => RunWithProgress("New-VDisk", $"Creating {target}", options.Size ?? 0, (meter, cancel) =>
         {
@@ -99,8 +137,13 @@ public sealed class NewVDiskCommand : VDiskCmdletBase
         WriteObject(VDiskInfo.From(created.Item2));
     }
 
+    private string? EncryptionProblem(VDiskFormat format) =>
+        format != VDiskFormat.Qcow2 ? $"-Encrypt applies to qcow2 images only, not {format}." : null;
+
     private string? OptionProblem(VDiskFormat format)
     {
+        if (!Encrypt && EncryptionInput.Parameters.FirstOrDefault(IsBound) is { } lone)
+            return $"-{lone} applies only with -Encrypt.";
         if (SizeBytes > CreateImage.MaxSize) return $"-SizeBytes {SizeBytes} is too large: the largest disk is {CreateImage.MaxSize} bytes (8 EiB less 512 bytes).";
         var qcow2Only = Qcow2OnlyParameters.Where(IsBound).ToArray();
         if (format != VDiskFormat.Qcow2 && qcow2Only.Length > 0)

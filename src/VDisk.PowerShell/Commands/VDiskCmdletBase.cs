@@ -4,8 +4,10 @@
 // with wildcards.
 using System.Collections.Concurrent;
 using System.Management.Automation;
+using System.Security;
 using Microsoft.PowerShell.Commands;
 using VDisk.Engine.Core;
+using VDisk.Engine.Crypto;
 using VDisk.Engine.Libvirt;
 
 namespace VDisk.PowerShell.Commands;
@@ -16,7 +18,11 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
     private const int ProgressActivityId = 1;
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(200);
     private readonly CancellationTokenSource _stop = new();
+    private readonly List<Passphrase> _passphrases = new();
     private bool _terminating;
+
+    /// <summary>The passphrases every image this cmdlet opens may be unlocked with (see <see cref="Attempt{T}"/>).</summary>
+    protected IReadOnlyList<Passphrase> InputPassphrases { get; set; } = Array.Empty<Passphrase>();
 
     /// <summary>Cancelled when the user presses Ctrl+C, the pipeline is stopped, or the process gets SIGTERM.</summary>
     protected CancellationToken Cancellation => _stop.Token;
@@ -27,6 +33,7 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
     /// <summary>Releases the cancellation source.</summary>
     public void Dispose()
     {
+        foreach (var passphrase in _passphrases) passphrase.Dispose();
         _stop.Dispose();
         GC.SuppressFinalize(this);
     }
@@ -104,6 +111,7 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
         try
         {
             using (EngineWarnings.Listen(warnings.Enqueue))
+            using (ImageKeys.Use(InputPassphrases))
                 return work();
         }
         catch (OperationCanceledException) when (Stopping || _terminating)
@@ -210,6 +218,37 @@ public abstract class VDiskCmdletBase : PSCmdlet, IDisposable
             var pattern = new WildcardPattern(name);
             foreach (string match in all.Where(pattern.IsMatch)) yield return match;
         }
+    }
+
+    /// <summary>
+    /// The passphrases given as SecureStrings (or PSCredentials) and as files (each file's first line), in that order;
+    /// disposed with the cmdlet. A passphrase file that cannot be read stops the command, naming the file only.
+    /// </summary>
+    protected IReadOnlyList<Passphrase> ReadPassphrases(SecureString[]? secure, string[]? files)
+    {
+        var read = new List<Passphrase>();
+        foreach (var s in secure ?? Array.Empty<SecureString>()) read.Add(PassphraseInput.FromSecureString(s));
+        foreach (var file in files ?? Array.Empty<string>())
+        {
+            try { read.Add(Passphrase.FromFile(ResolveLiteralPathOrStop(file))); }
+            catch (VDiskException e) { ThrowTerminatingError(VDiskErrors.FromException(e, file)!); }
+        }
+        _passphrases.AddRange(read);
+        return read;
+    }
+
+    /// <summary>
+    /// The one passphrase of a new encrypted image, from exactly one of <paramref name="secure"/> and <paramref name="file"/>;
+    /// neither or both stops the command (PassphraseRequired, InvalidArgument).
+    /// </summary>
+    protected Passphrase NewPassphrase(SecureString? secure, string? file)
+    {
+        if (secure is null && file is null)
+            ThrowTerminatingError(VDiskErrors.FromException(new VDiskException(VDiskErrorKind.PassphraseRequired, null,
+                "-Encrypt needs the new passphrase: -Passphrase (a SecureString or PSCredential) or -PassphraseFile."), MyInvocation.MyCommand.Name)!);
+        if (secure != null && file != null)
+            ThrowTerminatingError(VDiskErrors.InvalidArgument("Give the new passphrase once: -Passphrase or -PassphraseFile, not both.", MyInvocation.MyCommand.Name));
+        return ReadPassphrases(secure is null ? null : new[] { secure }, file is null ? null : new[] { file })[0];
     }
 
     /// <summary>True when the parameter was given on the command line or bound from the pipeline.</summary>

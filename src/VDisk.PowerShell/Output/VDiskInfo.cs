@@ -56,6 +56,15 @@ public sealed class VDiskInfo
     /// <summary>True when the image's data is encrypted.</summary>
     public bool Encrypted { get; init; }
 
+    /// <summary>How the data is encrypted: Luks, or Aes (qcow2's legacy method, read-only); null when not encrypted.</summary>
+    public string? EncryptionFormat { get; init; }
+
+    /// <summary>The LUKS cipher, e.g. aes-256-xts-plain64.</summary>
+    public string? Cipher { get; init; }
+
+    /// <summary>The LUKS key slots that hold a passphrase (0 to 7).</summary>
+    public int[] KeySlots { get; init; } = Array.Empty<int>();
+
     /// <summary>Number of internal snapshots stored in the image.</summary>
     public int SnapshotCount { get; init; }
 
@@ -89,6 +98,9 @@ public sealed class VDiskInfo
         RefcountBits = info.Details.RefcountBits,
         CompressionType = info.Details.CompressionType,
         Encrypted = info.Details.Encrypted,
+        EncryptionFormat = info.Details.EncryptionFormat switch { "luks" => "Luks", "aes" => "Aes", _ => null },
+        Cipher = info.Details.Cipher,
+        KeySlots = info.Details.ActiveKeySlots.ToArray(),
         SnapshotCount = info.Details.SnapshotCount,
         Bitmaps = info.Details.Bitmaps.Select(VDiskBitmap.From).ToArray(),
         ChainDepth = info.ChainDepth,

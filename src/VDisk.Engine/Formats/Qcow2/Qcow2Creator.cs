@@ -1,6 +1,8 @@
 // Creating a qcow2 image (qcow2.rst "Header", "Host cluster management"): header cluster, refcount
-// table and blocks covering the initial metadata, an empty L1 table; then optional preallocation.
+// table and blocks covering the initial metadata, an empty L1 table, and for an encrypted image the LUKS header
+// and key material ("Full disk encryption header pointer"); then optional preallocation.
 using System.Buffers.Binary;
+using VDisk.Engine.Crypto;
 using System.Numerics;
 using VDisk.Engine.Core;
 using VDisk.Engine.Storage;
@@ -24,6 +26,10 @@ internal static class Qcow2Creator
             if (o.RefcountBits != 16) throw VDiskException.Invalid(path, "Refcount widths other than 16 bits need compat '1.1' (qcow2 version 3).");
             if (o.CompressionType != CompressionType.Zlib) throw VDiskException.Invalid(path, "Compression type zstd needs compat '1.1' (qcow2 version 3).");
         }
+        if (o.Encryption != null && o.Passphrase is null)
+            throw VDiskException.Invalid(path, $"{path}: an encrypted image needs a passphrase.");
+        if (o.Encryption != null && o.Compat == "0.10")
+            throw VDiskException.Invalid(path, $"{path}: LUKS encryption needs compat '1.1' (qcow2 version 3), as in QEMU.");
         long size = o.Size ?? 0;
         int clusterBits = BitOperations.Log2((uint)o.ClusterSize);
         if (Qcow2Header.RequiredL1Size(size, clusterBits) * 8 > Qcow2Header.MaxL1Bytes)
@@ -33,6 +39,18 @@ internal static class Qcow2Creator
     /// <summary>Writes an empty image to <paramref name="storage"/> (which must be empty).</summary>
     public static void WriteEmpty(IStorage storage, CreateOptions o, long size, string? backingName, ImageFormat? backingFormat)
     {
+        WriteEmpty(storage, o, size, backingName, backingFormat, out var cipher);
+        cipher?.Dispose();
+    }
+
+    /// <summary>
+    /// Writes an empty image to <paramref name="storage"/> (which must be empty). For an encrypted image,
+    /// <paramref name="cipher"/> is its new data cipher (the caller owns it); otherwise null.
+    /// </summary>
+    public static void WriteEmpty(IStorage storage, CreateOptions o, long size, string? backingName, ImageFormat? backingFormat, out SectorCipher? cipher)
+    {
+        cipher = null;
+        byte[]? luks = o.Encryption is null ? null : Luks.Format(o.Encryption, o.Passphrase!, out cipher);
         int clusterBits = BitOperations.Log2((uint)o.ClusterSize);
         long cs = o.ClusterSize;
         var header = new Qcow2Header
@@ -50,23 +68,33 @@ internal static class Qcow2Creator
         if (backingName != null && backingFormat is { } bf) header.BackingFormat = FormatProbe.Name(bf);
         if (header.Version == 3) header.Extensions.Add(Qcow2HeaderExtension.FeatureNameTable());
 
-        // Layout: header, refcount table (T clusters), refcount blocks (B), L1 table (L); B and T cover all of it.
+        // Layout: header, refcount table (T clusters), refcount blocks (B), L1 table (L), LUKS area (E); B and T cover all of it.
         long entriesPerBlock = cs * 8 / o.RefcountBits;
         long l1Clusters = (header.L1Size * 8L + cs - 1) / cs; // none for an empty disk: qemu-img writes l1_table_offset 0 then
+        long luksClusters = luks is null ? 0 : (luks.Length + cs - 1) / cs;
         long tableClusters = 1, blocks = 1;
         while (true)
         {
-            long total = 1 + tableClusters + blocks + l1Clusters;
+            long total = 1 + tableClusters + blocks + l1Clusters + luksClusters;
             long needBlocks = (total + entriesPerBlock - 1) / entriesPerBlock;
             long needTable = Math.Max(1, (needBlocks * 8 + cs - 1) / cs);
             if (needBlocks == blocks && needTable == tableClusters) break;
             (blocks, tableClusters) = (needBlocks, needTable);
         }
-        long clusters = 1 + tableClusters + blocks + l1Clusters;
+        long clusters = 1 + tableClusters + blocks + l1Clusters + luksClusters;
         header.RefcountTableOffset = cs;
         header.RefcountTableClusters = (int)tableClusters;
         long firstBlock = 1 + tableClusters;
         header.L1TableOffset = l1Clusters == 0 ? 0 : (firstBlock + blocks) * cs;
+        long luksOffset = (firstBlock + blocks + l1Clusters) * cs;
+        if (luks != null)
+        {
+            header.CryptMethod = 2;
+            var pointer = new byte[16];
+            BinaryPrimitives.WriteUInt64BigEndian(pointer, (ulong)luksOffset);
+            BinaryPrimitives.WriteUInt64BigEndian(pointer.AsSpan(8), (ulong)luks.Length);
+            header.Extensions.Insert(0, new Qcow2HeaderExtension(Qcow2HeaderExtension.FullDiskEncryptionType, pointer));
+        }
 
         var block = new byte[cs];
         for (long b = 0; b < blocks; b++)
@@ -81,6 +109,7 @@ internal static class Qcow2Creator
             BinaryPrimitives.WriteUInt64BigEndian(table.AsSpan((int)(b * 8)), (ulong)((firstBlock + b) * cs));
         storage.WriteAt(cs, table);
         storage.SetLength(clusters * cs); // the L1 table reads as zeroes
+        if (luks != null) storage.WriteAt(luksOffset, luks);
         storage.WriteAt(0, header.Serialize());
     }
 

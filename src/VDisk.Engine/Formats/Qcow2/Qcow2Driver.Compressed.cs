@@ -34,6 +34,8 @@ public sealed partial class Qcow2Driver
     /// <inheritdoc/>
     public void WriteCompressed(long guestOffset, ReadOnlySpan<byte> payload)
     {
+        if (_encryption != null)
+            throw VDiskException.Unsupported(Storage.Name, "compression and encryption cannot be used together in one qcow2 image (QEMU refuses it too).");
         if (Header.Version < 3 && Header.CompressionType != CompressionType.Zlib)
             throw new InvalidOperationException("zstd needs qcow2 version 3");
         if ((guestOffset & (ClusterSize - 1)) != 0)

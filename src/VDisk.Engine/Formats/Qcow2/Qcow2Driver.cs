@@ -1,6 +1,8 @@
 // The qcow2 driver (qcow2.rst): a thin adapter that answers the engine's mapping questions from the metadata
-// core (Qcow2Image), checks features on open, and reads compressed clusters. It changes no metadata itself.
+// core (Qcow2Image), checks features on open, reads compressed clusters, and hands out encrypted images' data
+// through their cipher (Qcow2Encryption). It changes no metadata itself.
 using VDisk.Engine.Core;
+using VDisk.Engine.Crypto;
 using VDisk.Engine.Storage;
 
 namespace VDisk.Engine.Formats.Qcow2;
@@ -11,14 +13,16 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
     private readonly Qcow2Image _image;
     private readonly Qcow2ClusterMap _map;
     private readonly Qcow2Snapshot? _view;
+    private readonly Qcow2Encryption? _encryption;
     private readonly IReadOnlyDictionary<(byte, byte), string> _featureNames;
     private readonly ThreadLocal<(long HostOffset, byte[]? Data)> _lastInflated = new(() => (-1, null));
     private bool _disposed;
 
-    private Qcow2Driver(Qcow2Image image, Qcow2Snapshot? view)
+    private Qcow2Driver(Qcow2Image image, Qcow2Snapshot? view, Qcow2Encryption? encryption)
     {
         _image = image;
         _view = view;
+        _encryption = encryption;
         _map = view is null ? image.Active : image.SnapshotView(view);
         _featureNames = Header.Extensions.FirstOrDefault(e => e.Type == Qcow2HeaderExtension.FeatureNameTableType)?.FeatureNames()
             ?? Qcow2Features.NameTable.ToDictionary(t => (t.Type, t.Bit), t => t.Name);
@@ -56,6 +60,9 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
         Dirty = Header.IsDirty,
         Corrupt = Header.IsCorrupt,
         Encrypted = IsEncrypted,
+        EncryptionFormat = _encryption?.FormatName,
+        Cipher = _encryption?.Luks?.Spec.ToString(),
+        ActiveKeySlots = _encryption?.Luks?.Slots.Where(slot => slot.Active).Select(slot => slot.Index).ToArray() ?? Array.Empty<int>(),
         SnapshotCount = Header.SnapshotCount,
         Bitmaps = BitmapsOrNone(),
         UnknownFeatures = Qcow2Features.Describe(Header.IncompatibleFeatures & ~Qcow2Features.KnownIncompatible, 0, _featureNames)
@@ -79,11 +86,17 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
         catch (VDiskException) { return Array.Empty<Qcow2BitmapInfo>(); }
     }
 
-    private bool IsEncrypted => Header.CryptMethod != 0
-        || Header.Extensions.Any(e => e.Type == Qcow2HeaderExtension.FullDiskEncryptionType);
+    private bool IsEncrypted => _encryption != null;
+
+    /// <summary>The encryption state (null when the image is not encrypted).</summary>
+    internal Qcow2Encryption? Encryption => _encryption;
 
     /// <summary>Opens a qcow2 image; the driver takes ownership of <paramref name="storage"/>.</summary>
     public static Qcow2Driver Open(IStorage storage, bool writable) => Open(storage, writable, null, Qcow2CacheBudget.Default);
+
+    /// <summary>Opens an image just created encrypted with <paramref name="unlocked"/> (its data cipher, which the driver then owns).</summary>
+    internal static Qcow2Driver Open(IStorage storage, bool writable, SectorCipher? unlocked)
+        => Open(storage, writable, null, Qcow2CacheBudget.Default, unlocked);
 
     /// <summary>Opens the state of an internal snapshot (by id or name), read-only.</summary>
     public static Qcow2Driver OpenSnapshot(IStorage storage, string idOrName) => Open(storage, false, idOrName, Qcow2CacheBudget.Default);
@@ -92,18 +105,20 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
     internal static Qcow2Driver Open(IStorage storage, bool writable, long l2CacheBytes, long refcountCacheBytes)
         => Open(storage, writable, null, new Qcow2CacheBudget(l2CacheBytes, refcountCacheBytes));
 
-    private static Qcow2Driver Open(IStorage storage, bool writable, string? snapshot, Qcow2CacheBudget budget)
+    private static Qcow2Driver Open(IStorage storage, bool writable, string? snapshot, Qcow2CacheBudget budget, SectorCipher? unlocked = null)
     {
         Qcow2Image? image = null;
         try
         {
             image = Qcow2Image.Open(storage, writable && snapshot is null, budget, h => CheckFeatures(h, storage.Name, writable && snapshot is null));
             var view = snapshot is null ? null : image.FindSnapshot(snapshot);
-            return new Qcow2Driver(image, view);
+            var encryption = Qcow2Encryption.Open(image.Header, image.Storage, image.DataStorage, storage.Name, unlocked);
+            return new Qcow2Driver(image, view, encryption);
         }
-        catch when (image != null)
+        catch
         {
-            image.Dispose();
+            unlocked?.Dispose();
+            image?.Dispose();
             throw;
         }
     }
@@ -111,8 +126,10 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
     /// <inheritdoc/>
     public Mapping Map(long guestOffset, long maxLength)
     {
-        if (IsEncrypted) throw VDiskException.Unsupported(Storage.Name, "encrypted qcow2 images are not supported.");
-        return _image.Map(_map, new GuestOffset(guestOffset), maxLength);
+        var mapping = _image.Map(_map, new GuestOffset(guestOffset), maxLength);
+        return _encryption is null || mapping.Storage is null
+            ? mapping
+            : mapping with { Storage = _encryption.DataView(mapping.Storage, guestOffset - mapping.HostOffset) };
     }
 
     /// <inheritdoc/>
@@ -136,8 +153,9 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
     public HostRun Allocate(long guestOffset, long length)
     {
         long clusters = Math.Max(1, (length + ClusterSize - 1) / ClusterSize);
+        var data = _encryption?.DataView(_image.DataStorage, 0) ?? _image.DataStorage; // checks the key before allocating
         var (offset, count) = _image.AllocateClusters(clusters);
-        return new HostRun(_image.DataStorage, offset.Value, count * ClusterSize);
+        return new HostRun(data, offset.Value, count * ClusterSize);
     }
 
     /// <inheritdoc/>
@@ -207,6 +225,7 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
     private void PreallocateRange(Preallocation mode, long from, long to, IProgress<long>? progress, CancellationToken cancel)
     {
         if (mode == Preallocation.Off) return;
+        if (_encryption != null) mode = Preallocation.Full; // unwritten clusters would decrypt to noise: write enciphered zeroes
         long total = (to + ClusterSize - 1) / ClusterSize * ClusterSize;
         long fileEnd = Storage.Length;
         for (long guest = from; guest < total;)
@@ -235,13 +254,14 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
         }
         finally
         {
+            _encryption?.Dispose();
             _lastInflated.Dispose();
             foreach (var compressor in _zstd.Values) compressor.Dispose();
             _zstd.Dispose();
         }
     }
 
-    /// <summary>Refuses features the engine cannot handle; a writable open also refuses dirty, corrupt and encrypted images.</summary>
+    /// <summary>Refuses features the engine cannot handle; a writable open also refuses dirty, corrupt and legacy-AES images.</summary>
     internal static void CheckFeatures(Qcow2Header header, string path, bool writable)
     {
         ulong unknown = header.IncompatibleFeatures & ~Qcow2Features.KnownIncompatible;
@@ -260,7 +280,7 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
             throw new VDiskException(VDiskErrorKind.ReadOnly, path, $"{path}: the image is marked corrupt; it can only be opened read-only until it is repaired (Test-VDisk -Repair All, or qemu-img check -r all).");
         if (header.IsDirty)
             throw new VDiskException(VDiskErrorKind.Corrupt, path, $"{path}: the image was not closed cleanly (the dirty bit is set: lazy refcounts, or a snapshot operation cut short); its refcounts must be repaired (Test-VDisk -Repair All, or qemu-img check -r all) before it is written.");
-        if (header.CryptMethod != 0)
-            throw VDiskException.Unsupported(path, "encrypted qcow2 images are not supported.");
+        if (header.CryptMethod == Qcow2Encryption.AesMethod)
+            throw new VDiskException(VDiskErrorKind.ReadOnly, path, $"{path} is encrypted with qcow2's legacy AES method, which (as in QEMU) is read-only: convert it (Convert-VDisk -Encrypt makes LUKS).");
     }
 }
