@@ -28,6 +28,7 @@ internal sealed class BackupCopier
     private readonly int _workers;
     private readonly IProgress<BackupProgress>? _progress;
     private readonly CancellationToken _cancel;
+    private readonly byte[]? _hashKey;
     private long _read, _changed, _written;
 
     /// <param name="source">The guest view backed up.</param>
@@ -37,9 +38,11 @@ internal sealed class BackupCopier
     /// <param name="workers">Reader and hasher threads.</param>
     /// <param name="progress">Counters, reported by the writer.</param>
     /// <param name="cancel">Stops the copy between chunks.</param>
+    /// <param name="hashKey">The HMAC key of an encrypted set's block hashes; null for plain SHA-256.</param>
     public BackupCopier(VirtualDisk source, VirtualDisk output, BlockHashTable previous, bool compress, int workers,
-        IProgress<BackupProgress>? progress, CancellationToken cancel)
+        IProgress<BackupProgress>? progress, CancellationToken cancel, byte[]? hashKey = null)
     {
+        _hashKey = hashKey;
         if (output.Driver.ClusterSize != Block) throw new ArgumentException("A backup point's image has 64 KiB clusters.", nameof(output));
         _source = source;
         _output = output;
@@ -130,7 +133,7 @@ internal sealed class BackupCopier
         for (int at = 0; at < data.Length; at += Block)
         {
             var block = data.Slice(at, Math.Min(Block, data.Length - at));
-            var hash = BlockHash.Of(block);
+            var hash = BlockHash.Of(block, _hashKey);
             if (hash == _previous[(work.Chunk.Offset + at) / Block]) continue;
             if (hash == BlockHash.Zero)
             {

@@ -32,6 +32,13 @@ public sealed record BackupOptions
     public int ThrottleLimit { get; init; } = Environment.ProcessorCount;
     /// <summary>The point's time (null: now). Points of a set must be in time order.</summary>
     public DateTimeOffset? Time { get; init; }
+    /// <summary>
+    /// Start a new set encrypted with these LUKS settings and <see cref="Passphrase"/>. An encrypted set's later points
+    /// are encrypted whatever this says, with the passphrase (from <see cref="Passphrase"/> or the ones in scope) that opens it.
+    /// </summary>
+    public Crypto.LuksFormatOptions? Encryption { get; init; }
+    /// <summary>The set's passphrase (owned by the caller).</summary>
+    public Crypto.Passphrase? Passphrase { get; init; }
 }
 
 /// <summary>What a backup did.</summary>
@@ -88,6 +95,10 @@ public static class BackupImage
     private static BackupPointRecord WritePoint(BackupSet set, VirtualDisk input, BackupPointRecord? last, BackupKind kind, DateTimeOffset time,
         string setId, string? bitmap, string? addNote, BackupOptions options, IProgress<BackupProgress>? progress, CancellationToken cancel)
     {
+        var (encryption, key) = SetKey(set, options);
+        using var keyScope = key is null ? null : Crypto.ImageKeys.Use(new[] { key.Passphrase });
+        using var keyOwner = key;
+        bool compress = options.Compress && key is null; // QEMU refuses compressed clusters in an encrypted image
         var previous = kind == BackupKind.Full ? new BlockHashTable() : set.HashesOf(last!);
         var detection = kind == BackupKind.Full ? ChangeDetection.Full : ChangeDetection.Hashes;
         IEnumerable<(long Offset, long Length)> regions = new[] { (0L, input.Length) };
@@ -105,6 +116,7 @@ public static class BackupImage
         {
             Format = ImageFormat.Qcow2, Size = input.Length, ClusterSize = BlockHash.BlockSize, CompressionType = options.CompressionType,
             BackingPath = kind == BackupKind.Full ? null : set.PathOf(last!.File), BackingFormat = ImageFormat.Qcow2,
+            Encryption = encryption?.PointOptions, Passphrase = key?.Passphrase,
         }, overwrite: false);
         string hashTemp = TemporaryOutputs.NameFor(hashPath);
         bool published = false;
@@ -115,7 +127,7 @@ public static class BackupImage
             BackupCopier copier;
             using (var output = new VirtualDisk(image.Temp, ImageChain.OpenFile(image.Temp, ImageFormat.Qcow2, writable: true), null, writable: true))
             {
-                copier = new BackupCopier(input, output, previous, options.Compress, options.ThrottleLimit, progress, cancel);
+                copier = new BackupCopier(input, output, previous, compress, options.ThrottleLimit, progress, cancel, key?.HashKey);
                 copier.Run(regions);
                 output.Flush();
             }
@@ -125,7 +137,7 @@ public static class BackupImage
                 Time = time, Kind = kind, File = Path.GetFileName(imagePath), Backing = kind == BackupKind.Full ? null : last!.File,
                 FileChecksum = FileChecksums.Of(image.Temp), HashFile = Path.GetFileName(hashPath), HashFileChecksum = FileChecksums.Of(hashTemp),
                 Source = IdentityOf(input), ChangeDetection = detection, ChangeDetectionNote = string.IsNullOrEmpty(note) ? null : note, Bitmap = bitmap,
-                Compression = options.Compress ? options.CompressionType.ToString() : "None",
+                Compression = compress ? options.CompressionType.ToString() : "None", Encrypted = key != null,
                 BytesRead = copier.BytesRead, ChangedBytes = copier.BytesChanged,
                 StoredBytes = new FileInfo(image.Temp).Length + new FileInfo(hashTemp).Length,
             };
@@ -134,7 +146,10 @@ public static class BackupImage
             image.Commit();
             File.Move(hashTemp, hashPath);
             HostFileSync.Directory(set.Folder);
-            var manifest = set.Manifest ?? new BackupManifest { SetId = setId };
+            var manifest = set.Manifest ?? new BackupManifest
+            {
+                SetId = setId, Encryption = encryption, HashAlgorithm = encryption is null ? "SHA-256" : BackupManifest.KeyedHashAlgorithm,
+            };
             set.Save(manifest with { Points = manifest.Points.Append(point).ToList() });
             published = false;
             return point;
@@ -152,6 +167,23 @@ public static class BackupImage
                 TryDelete(hashPath);
             }
         }
+    }
+
+    // The set's encryption and key: a new set takes the options' settings; an encrypted set is unlocked with the
+    // options' passphrase or the ones in scope; asking to encrypt into a set in clear is refused.
+    private static (BackupEncryption? Record, BackupKey? Key) SetKey(BackupSet set, BackupOptions options)
+    {
+        if (set.Manifest?.Encryption is { } existing)
+        {
+            var candidates = (options.Passphrase is null ? Array.Empty<Crypto.Passphrase>() : new[] { options.Passphrase }).Concat(Crypto.ImageKeys.Current).ToList();
+            return (existing, BackupKey.Unlock(existing, candidates, set.Folder));
+        }
+        if (options.Encryption is null) return (null, null);
+        if (set.Manifest != null)
+            throw VDiskException.Invalid(set.Folder, $"{set.Folder}: this backup set is not encrypted, and a set is encrypted from its first point on; back up into a new folder to start an encrypted set.");
+        if (options.Passphrase is null)
+            throw new VDiskException(VDiskErrorKind.PassphraseRequired, set.Folder, $"{set.Folder}: an encrypted backup set needs a passphrase.");
+        return BackupKey.Create(options.Encryption, options.Passphrase);
     }
 
     private static VirtualDisk OpenSource(string source, BackupOptions options)

@@ -73,6 +73,8 @@ public sealed record BackupPointRecord
     public string? Bitmap { get; init; }
     /// <summary>Compression of the point's clusters: Zlib, Zstd or None.</summary>
     public required string Compression { get; init; }
+    /// <summary>The point's image is LUKS-encrypted (the set's passphrase opens it).</summary>
+    public bool Encrypted { get; init; }
     /// <summary>Guest bytes read from the source.</summary>
     public long BytesRead { get; init; }
     /// <summary>Guest bytes that differ from the previous point (data and zeroes), in whole blocks.</summary>
@@ -111,8 +113,12 @@ public sealed record BackupManifest
     public required string SetId { get; init; }
     /// <summary>Bytes per hashed block.</summary>
     public int BlockSize { get; init; } = BlockHash.BlockSize;
-    /// <summary>The block hash.</summary>
+    /// <summary>The block hash: SHA-256, or HMAC-SHA-256 in an encrypted set.</summary>
     public string HashAlgorithm { get; init; } = "SHA-256";
+    /// <summary>How the set is encrypted; null for a set in clear.</summary>
+    public BackupEncryption? Encryption { get; init; }
+    /// <summary>The hash algorithm name of an encrypted set.</summary>
+    internal const string KeyedHashAlgorithm = "HMAC-SHA-256";
     /// <summary>Restore points, oldest first.</summary>
     public List<BackupPointRecord> Points { get; init; } = new();
     /// <summary>
@@ -181,7 +187,7 @@ public sealed record BackupManifest
     {
         if (Format != "vdisk-backup" || Version != 1)
             throw VDiskException.Corrupt(path, $"not a VDisk backup manifest of a known version (format '{Format}', version {Version}).");
-        if (BlockSize != BlockHash.BlockSize || HashAlgorithm != "SHA-256" || string.IsNullOrEmpty(SetId) || Points is null)
+        if (BlockSize != BlockHash.BlockSize || HashAlgorithm != (Encryption is null ? "SHA-256" : KeyedHashAlgorithm) || string.IsNullOrEmpty(SetId) || Points is null)
             throw VDiskException.Corrupt(path, "the manifest's block size, hash algorithm or set id is not one VDisk writes.");
         string? previous = null;
         var seen = new HashSet<string>(StringComparer.Ordinal);

@@ -118,6 +118,12 @@ public sealed partial class BackupSet : IDisposable
         return BlockHashFile.Read(path);
     }
 
+    /// <summary>
+    /// The key of an encrypted set, from the passphrases in scope (<see cref="Crypto.ImageKeys"/>); null for a set in
+    /// clear. None given is PassphraseRequired, a wrong one WrongPassphrase. The caller disposes it.
+    /// </summary>
+    internal BackupKey? UnlockKey() => Manifest?.Encryption is { } encryption ? BackupKey.Unlock(encryption, Crypto.ImageKeys.Current, Folder) : null;
+
     /// <summary>Replaces the manifest (atomically and durably).</summary>
     public void Save(BackupManifest manifest)
     {

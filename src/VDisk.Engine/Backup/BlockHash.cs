@@ -1,7 +1,8 @@
 // Block hashes of a backup set (issue 11 "The backup set": a hash per block of the guest content). Guest content is
 // cut into 64 KiB blocks (the backup images' cluster size); each block is hashed with SHA-256 (in the BCL, and
 // hardware-accelerated on x86-64 with SHA-NI and on arm64), the last block padded with zeroes to a whole block, so
-// one hash stands for "all zeroes" everywhere.
+// one hash stands for "all zeroes" everywhere. An encrypted set keys the hash (HMAC-SHA-256, see BackupEncryption);
+// "all zeroes" keeps the plain value there too, as a marker (the images show which clusters are zero anyway).
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 
@@ -19,23 +20,27 @@ public readonly record struct BlockHash(UInt128 High, UInt128 Low)
     /// <summary>The hash of a block of zeroes (what an unallocated block reads as).</summary>
     public static BlockHash Zero { get; } = Compute(new byte[BlockSize]);
 
-    /// <summary>The hash of <paramref name="block"/>, padded with zeroes to <see cref="BlockSize"/> when shorter.</summary>
-    public static BlockHash Of(ReadOnlySpan<byte> block)
+    /// <summary>
+    /// The hash of <paramref name="block"/>, padded with zeroes to <see cref="BlockSize"/> when shorter; an HMAC under
+    /// <paramref name="key"/> when one is given (an encrypted set's).
+    /// </summary>
+    public static BlockHash Of(ReadOnlySpan<byte> block, byte[]? key = null)
     {
         if (block.Length > BlockSize) throw new ArgumentOutOfRangeException(nameof(block), "A block is at most 64 KiB.");
-        return block.IndexOfAnyExcept((byte)0) < 0 ? Zero : Compute(block); // zeroes are common and cheaper to find than to hash
+        return block.IndexOfAnyExcept((byte)0) < 0 ? Zero : Compute(block, key); // zeroes are common and cheaper to find than to hash
     }
 
-    private static BlockHash Compute(ReadOnlySpan<byte> block)
+    private static BlockHash Compute(ReadOnlySpan<byte> block, byte[]? key = null)
     {
         Span<byte> digest = stackalloc byte[Size];
         if (block.Length == BlockSize)
         {
-            SHA256.HashData(block, digest);
+            if (key is null) SHA256.HashData(block, digest);
+            else HMACSHA256.HashData(key, block, digest);
         }
         else
         {
-            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            using var hash = key is null ? IncrementalHash.CreateHash(HashAlgorithmName.SHA256) : IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, key);
             hash.AppendData(block);
             Span<byte> zeroes = stackalloc byte[4096];
             zeroes.Clear();

@@ -19,8 +19,10 @@ internal static class PointMerger
     public sealed record Merged(BackupPointRecord Record, string Image, string HashFile);
 
     /// <summary>Writes the new files of <paramref name="decision"/> (a <see cref="PruneAction.Rewrite"/>) into the set.</summary>
-    public static Merged Merge(BackupSet set, PruneDecision decision, int workers, IProgress<BackupProgress>? progress, CancellationToken cancel)
+    /// <remarks>In an encrypted set, <paramref name="key"/> (the set's) encrypts the new image and keys its block hashes.</remarks>
+    public static Merged Merge(BackupSet set, PruneDecision decision, BackupKey? key, int workers, IProgress<BackupProgress>? progress, CancellationToken cancel)
     {
+        using var keyScope = key is null ? null : Crypto.ImageKeys.Use(new[] { key.Passphrase });
         var point = decision.Point;
         var backing = decision.NewBacking is null ? null : set.Points.Single(p => p.File == decision.NewBacking);
         var absorbed = set.Points.Where(p => decision.Absorbs.Contains(p.Time)).ToList();
@@ -37,6 +39,7 @@ internal static class PointMerger
         {
             Format = ImageFormat.Qcow2, Size = view.Length, ClusterSize = BlockHash.BlockSize, CompressionType = compress ? compression : CompressionType.Zlib,
             BackingPath = backing is null ? null : set.PathOf(backing.File), BackingFormat = ImageFormat.Qcow2,
+            Encryption = set.Manifest?.Encryption?.PointOptions, Passphrase = key?.Passphrase,
         }, overwrite: false);
         BackupCopier copier;
         try
@@ -46,7 +49,7 @@ internal static class PointMerger
                 CreateImage.Write(plan, image.Temp, cancel);
                 using (var output = new VirtualDisk(image.Temp, ImageChain.OpenFile(image.Temp, ImageFormat.Qcow2, writable: true), null, writable: true))
                 {
-                    copier = new BackupCopier(view, output, previous, compress, workers, progress, cancel);
+                    copier = new BackupCopier(view, output, previous, compress && key is null, workers, progress, cancel, key?.HashKey);
                     copier.Run(backing is null ? new[] { (0L, view.Length) } : Ranges(decided));
                     output.Flush();
                 }

@@ -129,11 +129,12 @@ public static class PruneBackup
         {
             var rewritten = new Dictionary<string, BackupPointRecord>(StringComparer.Ordinal);
             var rewrites = decisions.Where(d => d.Action == PruneAction.Rewrite).ToList();
+            using var key = rewrites.Count > 0 ? set.UnlockKey() : null; // rewriting an encrypted set's points needs its passphrase
             long total = rewrites.Sum(d => d.Point.Source.VirtualSize), done = 0;
             foreach (var decision in rewrites)
             {
                 var meter = progress is null ? null : new Offset(progress, done, total);
-                var merged = PointMerger.Merge(set, decision, options.ThrottleLimit, meter, cancel);
+                var merged = PointMerger.Merge(set, decision, key, options.ThrottleLimit, meter, cancel);
                 fresh.Add(merged.Image);
                 fresh.Add(merged.HashFile);
                 pending.Renames.Add(new BackupRename(merged.Image, decision.Point.File));

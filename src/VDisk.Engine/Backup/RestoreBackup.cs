@@ -59,7 +59,8 @@ public static class RestoreBackup
                 options.Overwrite, cancel: cancel);
             return new RestoreResult { Destination = destination, Point = point };
         }
-        var verifier = new HashVerifier(image, set.HashesOf(point), point.Source.VirtualSize);
+        using var key = set.UnlockKey();
+        var verifier = new HashVerifier(image, set.HashesOf(point), point.Source.VirtualSize, key?.HashKey);
         var result = ConvertImage.Run(image, destination, new ConvertOptions
         {
             SourceFormat = ImageFormat.Qcow2, DestinationFormat = options.DestinationFormat, Subformat = options.Subformat,
@@ -87,10 +88,12 @@ public static class RestoreBackup
         private readonly BlockHashTable _expected;
         private readonly long _size;
         private readonly byte[] _seen;
+        private readonly byte[]? _hashKey;
         private long _verified;
 
-        public HashVerifier(string image, BlockHashTable expected, long size)
+        public HashVerifier(string image, BlockHashTable expected, long size, byte[]? hashKey)
         {
+            _hashKey = hashKey;
             _image = image;
             _expected = expected;
             _size = size;
@@ -105,7 +108,7 @@ public static class RestoreBackup
             for (int at = 0; at < data.Length && offset + at < _size; at += BlockHash.BlockSize)
             {
                 long block = (offset + at) / BlockHash.BlockSize;
-                var hash = BlockHash.Of(data.Slice(at, (int)Math.Min(BlockHash.BlockSize, Math.Min(data.Length - at, _size - offset - at))));
+                var hash = BlockHash.Of(data.Slice(at, (int)Math.Min(BlockHash.BlockSize, Math.Min(data.Length - at, _size - offset - at))), _hashKey);
                 if (hash != _expected[block])
                     throw Mismatch(block, "does not match the hash the manifest recorded for it");
                 _seen[block] = 1;

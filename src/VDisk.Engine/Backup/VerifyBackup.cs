@@ -48,12 +48,13 @@ public static class VerifyBackup
         }
         using (set)
         {
+            using var key = set.UnlockKey(); // an encrypted set's blocks can only be read and checked with its passphrase
             var results = new List<BackupPointCheck>();
             long total = set.Points.Sum(p => p.StoredBytes), done = 0;
             foreach (var point in set.Points)
             {
                 cancel.ThrowIfCancellationRequested();
-                var check = CheckPoint(set, point, cancel);
+                var check = CheckPoint(set, point, key?.HashKey, cancel);
                 results.Add(check);
                 done += point.StoredBytes;
                 progress?.Report(new OperationProgress(done, total));
@@ -65,7 +66,7 @@ public static class VerifyBackup
         }
     }
 
-    private static BackupPointCheck CheckPoint(BackupSet set, BackupPointRecord point, CancellationToken cancel)
+    private static BackupPointCheck CheckPoint(BackupSet set, BackupPointRecord point, byte[]? hashKey, CancellationToken cancel)
     {
         var problems = new List<BackupProblem>();
         string image = set.PathOf(point.File), hashes = set.PathOf(point.HashFile);
@@ -91,7 +92,7 @@ public static class VerifyBackup
         {
             try
             {
-                blocks = CompareBlocks(set, point, image, entries, problems, cancel);
+                blocks = CompareBlocks(set, point, image, entries, hashKey, problems, cancel);
             }
             catch (Exception e) when (e is VDiskException or IOException or InvalidDataException)
             {
@@ -105,7 +106,7 @@ public static class VerifyBackup
     }
 
     // Reads the point's image alone; every block it decides must be listed with that content, and no other.
-    private static long CompareBlocks(BackupSet set, BackupPointRecord point, string image, List<BlockHashEntry> entries,
+    private static long CompareBlocks(BackupSet set, BackupPointRecord point, string image, List<BlockHashEntry> entries, byte[]? hashKey,
         List<BackupProblem> problems, CancellationToken cancel)
     {
         using var disk = new VirtualDisk(image, ImageChain.OpenFile(image, ImageFormat.Qcow2, writable: false), null, writable: false);
@@ -129,7 +130,7 @@ public static class VerifyBackup
             }
             disk.Read(offset, data);
             checkedBlocks++;
-            if (BlockHash.Of(data) != expected)
+            if (BlockHash.Of(data, hashKey) != expected)
                 problems.Add(new BackupProblem(image, offset, $"{image}: the block at guest offset {offset} (0x{offset:x}) of the point of {point.Time:u} does not match its recorded hash."));
         }
         foreach (long block in listed.Keys.Order())

@@ -5,8 +5,10 @@
 // offline from the images it names; one set per disk, DESTINATION/DOMAIN-TARGET, unless -Destination already is a
 // set and one disk is backed up.
 using System.Management.Automation;
+using System.Security;
 using VDisk.Engine.Backup;
 using VDisk.Engine.Core;
+using VDisk.Engine.Crypto;
 using VDisk.Engine.Libvirt;
 
 namespace VDisk.PowerShell.Commands;
@@ -75,6 +77,65 @@ public sealed class BackupVDiskCommand : ImageInputCmdletBase
     [ValidateRange(1, 1024)]
     public int ThrottleLimit { get; set; } = Environment.ProcessorCount;
 
+    /// <summary>Passphrases of encrypted source images (SecureStrings or PSCredentials).</summary>
+    [Parameter(ParameterSetName = PathSet)]
+    [Parameter(ParameterSetName = LiteralPathSet)]
+    [PassphraseTransformation]
+    public SecureString[]? SourcePassphrase { get; set; }
+
+    /// <summary>Files whose first lines are passphrases of encrypted source images.</summary>
+    [Parameter(ParameterSetName = PathSet)]
+    [Parameter(ParameterSetName = LiteralPathSet)]
+    public string[]? SourcePassphraseFile { get; set; }
+
+    /// <summary>Starts an encrypted set: every point a LUKS-encrypted qcow2 image (uncompressed, as QEMU requires), block hashes keyed.</summary>
+    [Parameter]
+    public SwitchParameter Encrypt { get; set; }
+
+    /// <summary>The set's passphrase: for a new set with -Encrypt, and for every later backup into an encrypted set.</summary>
+    [Parameter]
+    [PassphraseTransformation]
+    public SecureString? Passphrase { get; set; }
+
+    /// <summary>A file whose first line is the set's passphrase (like QEMU's secret,file=).</summary>
+    [Parameter]
+    public string? PassphraseFile { get; set; }
+
+    /// <summary>The points' LUKS cipher as cipher-keybits-mode-ivgen (default aes-256-xts-plain64), for a new encrypted set.</summary>
+    [Parameter]
+    public string Cipher { get; set; } = EncryptionInput.DefaultCipher;
+
+    /// <summary>The hash of the points' key derivation: sha1, sha256 (default), sha384 or sha512, for a new encrypted set.</summary>
+    [Parameter]
+    public string HashAlgorithm { get; set; } = EncryptionInput.DefaultHash;
+
+    /// <summary>How long deriving each point's key takes, in milliseconds (default 2000, as qemu-img), for a new encrypted set.</summary>
+    [Parameter]
+    [ValidateRange(1, 600000)]
+    public int IterTimeMilliseconds { get; set; } = EncryptionInput.DefaultIterTimeMilliseconds;
+
+    private LuksFormatOptions? _encryption;
+    private Passphrase? _setPassphrase;
+
+    /// <summary>Reads the passphrases and the encryption settings once, before any image.</summary>
+    protected override void BeginProcessing()
+    {
+        base.BeginProcessing();
+        InputPassphrases = ReadPassphrases(SourcePassphrase, SourcePassphraseFile);
+        if (!Encrypt && new[] { nameof(Cipher), nameof(HashAlgorithm), nameof(IterTimeMilliseconds) }.FirstOrDefault(IsBound) is { } lone)
+            ThrowTerminatingError(VDiskErrors.InvalidArgument($"-{lone} applies only with -Encrypt (a new encrypted set).", null));
+        if (Encrypt)
+        {
+            try { _encryption = EncryptionInput.Options(Cipher, HashAlgorithm, IterTimeMilliseconds); }
+            catch (VDiskException e) { ThrowTerminatingError(VDiskErrors.FromException(e, MyInvocation.MyCommand.Name)!); }
+            _setPassphrase = NewPassphrase(Passphrase, PassphraseFile);
+        }
+        else if (Passphrase != null || PassphraseFile != null)
+        {
+            _setPassphrase = NewPassphrase(Passphrase, PassphraseFile);
+        }
+    }
+
     /// <summary>Backs up one image into its set and writes the new point.</summary>
     protected override void ProcessImage(string fullPath)
     {
@@ -87,7 +148,7 @@ public sealed class BackupVDiskCommand : ImageInputCmdletBase
         var options = new BackupOptions
         {
             Full = Full, Compress = !NoCompression, CompressionType = CompressionType, Force = Force, Wait = Wait, ThrottleLimit = ThrottleLimit,
-            SourceFormat = IsBound(nameof(SourceFormat)) ? SourceFormat.ToEngine() : null,
+            SourceFormat = IsBound(nameof(SourceFormat)) ? SourceFormat.ToEngine() : null, Encryption = _encryption, Passphrase = _setPassphrase,
         };
         string status = $"Backing up {System.IO.Path.GetFileName(fullPath)} to {setFolder}";
         var result = Attempt(fullPath, () => RunWithProgress("Backup-VDisk", status, 0, (meter, cancel) =>
@@ -129,6 +190,7 @@ public sealed class BackupVDiskCommand : ImageInputCmdletBase
         var options = new BackupOptions
         {
             Full = Full, Compress = !NoCompression, CompressionType = CompressionType, Wait = Wait, ThrottleLimit = ThrottleLimit,
+            Encryption = _encryption, Passphrase = _setPassphrase,
         };
         string status = $"Backing up {string.Join(", ", plan.Disks.Select(d => d.Target))} of domain {name}";
         var result = Attempt(name, () =>

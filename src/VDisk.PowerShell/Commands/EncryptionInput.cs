@@ -1,6 +1,5 @@
 // The encryption parameters of the cmdlets that write encrypted images (New-VDisk, Convert-VDisk, Backup-VDisk):
 // qemu-img's LUKS options, spelled as one cipher name the way cryptsetup and Get-VDisk show it.
-using VDisk.Engine.Core;
 using VDisk.Engine.Crypto;
 
 namespace VDisk.PowerShell.Commands;
@@ -9,7 +8,7 @@ namespace VDisk.PowerShell.Commands;
 internal static class EncryptionInput
 {
     /// <summary>qemu-img's default cipher.</summary>
-    public const string DefaultCipher = "aes-256-xts-plain64";
+    public const string DefaultCipher = LuksCipherNames.Default;
     /// <summary>qemu-img's default hash.</summary>
     public const string DefaultHash = "sha256";
     /// <summary>qemu-img's default encrypt.iter-time.</summary>
@@ -22,13 +21,6 @@ internal static class EncryptionInput
     /// LUKS options from a cipher name (cipher-keybits-mode-ivgen, the IV generator essiv:hash for ESSIV, e.g.
     /// aes-128-cbc-essiv:sha256), the key derivation hash and its time. A name that does not parse is InvalidArgument.
     /// </summary>
-    public static LuksFormatOptions Options(string cipher, string hash, int iterTimeMilliseconds)
-    {
-        var parts = cipher.ToLowerInvariant().Split('-');
-        if (parts.Length != 4)
-            throw VDiskException.Invalid(null, $"Cipher '{cipher}' is not of the form cipher-keybits-mode-ivgen, e.g. {DefaultCipher} or aes-128-cbc-essiv:sha256.");
-        var ivgen = parts[3].Split(':', 2);
-        var spec = LuksCipherSpec.FromQemuOptions($"{parts[0]}-{parts[1]}", parts[2], ivgen[0], ivgen.Length > 1 ? ivgen[1] : null, hash.ToLowerInvariant());
-        return new LuksFormatOptions { Spec = spec, IterTime = TimeSpan.FromMilliseconds(iterTimeMilliseconds) };
-    }
+    public static LuksFormatOptions Options(string cipher, string hash, int iterTimeMilliseconds) =>
+        new() { Spec = LuksCipherNames.Parse(cipher, hash), IterTime = TimeSpan.FromMilliseconds(iterTimeMilliseconds) };
 }

@@ -5,6 +5,7 @@
 // -Confirm:$false), so -WhatIf lists what would go and changes nothing, and points declined at -Confirm stay; the
 // points accepted are then removed by time in one engine prune (crash-safe, see the engine's PruneBackup).
 using System.Management.Automation;
+using System.Security;
 using VDisk.Engine.Backup;
 
 namespace VDisk.PowerShell.Commands;
@@ -14,6 +15,15 @@ namespace VDisk.PowerShell.Commands;
 [OutputType(typeof(VDiskBackupPrune))]
 public sealed class RemoveVDiskBackupCommand : VDiskCmdletBase
 {
+    /// <summary>The passphrase of an encrypted backup set, needed when removing points rewrites the next kept one.</summary>
+    [Parameter]
+    [PassphraseTransformation]
+    public SecureString[]? Passphrase { get; set; }
+
+    /// <summary>Files whose first lines are passphrases of the encrypted set (like QEMU's secret,file=).</summary>
+    [Parameter]
+    public string[]? PassphraseFile { get; set; }
+
     /// <summary>Error id when neither a -Keep* rule nor -Time is given.</summary>
     public const string RuleRequiredId = "RetentionRuleRequired";
 
@@ -70,6 +80,7 @@ public sealed class RemoveVDiskBackupCommand : VDiskCmdletBase
     /// <summary>Checks that a rule or -Time is given, and the time zone.</summary>
     protected override void BeginProcessing()
     {
+        InputPassphrases = ReadPassphrases(Passphrase, PassphraseFile);
         _policy = new RetentionPolicy
         {
             KeepLast = KeepLast, KeepHourly = KeepHourly, KeepDaily = KeepDaily,

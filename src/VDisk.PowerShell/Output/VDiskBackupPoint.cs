@@ -49,6 +49,9 @@ public sealed class VDiskBackupPoint
     /// <summary>Zlib, Zstd or None.</summary>
     public string Compression { get; init; } = string.Empty;
 
+    /// <summary>True when the point's image is LUKS-encrypted with the set's passphrase.</summary>
+    public bool Encrypted { get; init; }
+
     internal static VDiskBackupPoint From(string setPath, BackupPointRecord p) => new()
     {
         SetPath = setPath,
@@ -65,5 +68,6 @@ public sealed class VDiskBackupPoint
         SourcePath = p.Source.Path,
         VirtualSize = p.Source.VirtualSize,
         Compression = p.Compression,
+        Encrypted = p.Encrypted,
     };
 }
