@@ -73,6 +73,9 @@ public static class BackupImage
             throw VDiskException.Invalid(set.Folder, $"{set.Folder}: a point at {time:u} cannot follow the newest point, taken at {last.Time:u}.");
         var kind = options.Full || last is null ? BackupKind.Full : BackupKind.Incremental;
         string setId = set.Manifest?.SetId ?? Guid.NewGuid().ToString("N");
+        var (encryption, key) = SetKey(set, options); // a wrong or missing passphrase stops the backup before the source is touched
+        using var keyOwner = key;
+        using var keyScope = key is null ? null : Crypto.ImageKeys.Use(new[] { key.Passphrase });
 
         // The new point's bitmap goes in before the source is read, so it marks every write made after the read.
         var (bitmap, addNote) = options.Force ? (null, "-Force: no dirty bitmap is added to an image another process may be writing")
@@ -81,7 +84,7 @@ public static class BackupImage
         try
         {
             using (var input = OpenSource(source, options))
-                point = WritePoint(set, input, last, kind, time, setId, bitmap, addNote, options, progress, cancel);
+                point = WritePoint(set, input, last, kind, time, setId, bitmap, addNote, options, encryption, key, progress, cancel);
             return new BackupResult { SetPath = set.Folder, Point = point, Warnings = warnings.Messages };
         }
         finally
@@ -93,11 +96,9 @@ public static class BackupImage
     }
 
     private static BackupPointRecord WritePoint(BackupSet set, VirtualDisk input, BackupPointRecord? last, BackupKind kind, DateTimeOffset time,
-        string setId, string? bitmap, string? addNote, BackupOptions options, IProgress<BackupProgress>? progress, CancellationToken cancel)
+        string setId, string? bitmap, string? addNote, BackupOptions options, BackupEncryption? encryption, BackupKey? key,
+        IProgress<BackupProgress>? progress, CancellationToken cancel)
     {
-        var (encryption, key) = SetKey(set, options);
-        using var keyScope = key is null ? null : Crypto.ImageKeys.Use(new[] { key.Passphrase });
-        using var keyOwner = key;
         bool compress = options.Compress && key is null; // QEMU refuses compressed clusters in an encrypted image
         var previous = kind == BackupKind.Full ? new BlockHashTable() : set.HashesOf(last!);
         var detection = kind == BackupKind.Full ? ChangeDetection.Full : ChangeDetection.Hashes;
