@@ -32,6 +32,12 @@ public sealed class MountVDiskCommand : ImageInputCmdletBase
     /// <summary>The file systems mounted through the kernel's loop mount, where this process may use it (and the kernel has the driver).</summary>
     public static IReadOnlyList<string> LoopFileSystems => LoopMount.KernelTypes.Keys.ToList();
 
+    /// <summary>
+    /// Why this process cannot use the kernel's loop mount (not permitted without CAP_SYS_ADMIN, no loop device,
+    /// losetup/mount not installed), or null when it can. Checked afresh at each call.
+    /// </summary>
+    public static string? LoopMountUnavailable => LoopMount.Unavailable();
+
     /// <summary>The folder under which each partition is mounted as p&lt;N&gt;; created when missing.</summary>
     [Parameter(Mandatory = true, Position = 1)]
     [ValidateNotNullOrEmpty]
