@@ -143,6 +143,21 @@ Describe 'Mount-VDisk through the kernel''s loop mount' -Skip:($SkipQemu -or $Sk
         }
     }
 
+    It 'skips the xfs partition naming the Debian package mount when losetup is missing, and mounts the ext4 one' {
+        # A PATH of links to every tool but losetup.
+        $bin = New-TestFolder
+        foreach ($t in 'nbdfuse', 'fuse2fs', 'fusermount3', 'setsid', 'mount', 'umount') {
+            $null = New-Item -ItemType SymbolicLink -Path "$bin/$t" -Target (Get-Command $t -CommandType Application)[0].Source
+        }
+        $module = (Get-Module VDisk).Path
+        $output = Invoke-ChildPwsh ("Import-Module '$module'; `$env:PATH = '$bin'; `$m = Mount-VDisk '$qcow2' -MountPath '$folder/nolosetup' -WarningAction SilentlyContinue; " +
+            "'P1 ' + `$m.Partitions[0].MountedAt; 'P2 ' + `$m.Partitions[1].SkippedReason; `$m | Dismount-VDisk")
+        $output | Should -Match ([regex]::Escape("P1 $folder/nolosetup/p1"))
+        $output | Should -Match 'P2 file system xfs needs the kernel''s loop mount, which cannot be used here: losetup is not installed \(or not on PATH\): install the Debian package mount'
+        $output | Should -Match 'Without it Mount-VDisk mounts ext2, ext3 and ext4'
+        "$folder/nolosetup" | Should -Not -Exist
+    }
+
     It 'says the loop mount is not permitted, and why, in a process without CAP_SYS_ADMIN' {
         $module = (Get-Module VDisk).Path
         $output = & setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin -- ([System.Environment]::ProcessPath) (Join-Path $PSHOME 'pwsh.dll') -NoProfile -NonInteractive -Command `
