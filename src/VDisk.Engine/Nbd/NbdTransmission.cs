@@ -3,7 +3,8 @@
 // "Error values"; "base:allocation metadata context"). Reads of a read-only export run concurrently (several in
 // flight per connection); everything on a writable export runs in order. A request is checked completely (magic,
 // type, range, payload size, permission) before the disk is touched; a write whose payload does not arrive in
-// full writes nothing.
+// full writes nothing. READ replies use OFFSET_HOLE chunks for known-zero ranges once structured replies are on
+// ("Structured reply types": NBD_REPLY_TYPE_OFFSET_DATA, NBD_REPLY_TYPE_OFFSET_HOLE; NBD_CMD_FLAG_DF honoured).
 using System.Buffers;
 using System.Buffers.Binary;
 using VDisk.Engine.Core;
@@ -58,7 +59,7 @@ internal sealed class NbdTransmission
                         else if (!inRange)
                             await ErrorAsync(cookie, true, NbdProtocol.EINVAL, "The read is empty or goes past the end of the export.", cancel).ConfigureAwait(false);
                         else
-                            await DispatchAsync(() => ReadAsync(cookie, (long)offset, (int)length, cancel), cancel).ConfigureAwait(false);
+                            await DispatchAsync(() => ReadAsync(cookie, flags, (long)offset, (int)length, cancel), cancel).ConfigureAwait(false);
                         break;
                     case NbdProtocol.CmdWrite:
                         if (length > NbdProtocol.MaxPayload) return; // the payload cannot be skipped safely: hang up
@@ -130,31 +131,65 @@ internal sealed class NbdTransmission
         catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException) { }
     }
 
-    private async Task ReadAsync(ulong cookie, long offset, int length, CancellationToken cancel)
+    // A read: with structured replies, the ranges the image knows read as zeroes (zero clusters, holes of the whole
+    // chain) go as NBD_REPLY_TYPE_OFFSET_HOLE chunks and the rest as NBD_REPLY_TYPE_OFFSET_DATA (NbdReadPlan); all
+    // chunks of one reply are sent together, the last with NBD_REPLY_FLAG_DONE. Without structured replies, a simple
+    // reply with every byte.
+    private async Task ReadAsync(ulong cookie, ushort flags, long offset, int length, CancellationToken cancel)
     {
-        int headerSize = _structured ? NbdProtocol.StructuredHeaderSize + 8 : NbdProtocol.SimpleReplySize;
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(headerSize + length);
+        IReadOnlyList<NbdReadPlan.Run> runs;
         try
         {
-            try
+            runs = _structured
+                ? NbdReadPlan.Plan(Disk, offset, length, (flags & NbdProtocol.CmdFlagDf) != 0)
+                : new[] { new NbdReadPlan.Run(offset, length, false) };
+        }
+        catch (Exception e) when (e is VDiskException or IOException or ObjectDisposedException)
+        {
+            await ErrorAsync(cookie, true, NbdProtocol.EIO, e.Message, cancel).ConfigureAwait(false);
+            return;
+        }
+        int size = _structured ? NbdReadPlan.ReplySize(runs) : NbdProtocol.SimpleReplySize + length;
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(size);
+        try
+        {
+            int at = 0;
+            for (int i = 0; i < runs.Count; i++)
             {
-                Disk.Read(offset, buffer.AsSpan(headerSize, length));
+                var run = runs[i];
+                ushort done = i == runs.Count - 1 ? NbdProtocol.ReplyFlagDone : (ushort)0;
+                if (!_structured)
+                {
+                    NbdWire.SimpleReply(buffer, 0, cookie);
+                    at = NbdProtocol.SimpleReplySize;
+                }
+                else if (run.Hole)
+                {
+                    NbdWire.ChunkHeader(buffer.AsSpan(at), done, NbdProtocol.ReplyTypeOffsetHole, cookie, 12);
+                    BinaryPrimitives.WriteUInt64BigEndian(buffer.AsSpan(at + NbdProtocol.StructuredHeaderSize), (ulong)run.Offset);
+                    BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(at + NbdProtocol.StructuredHeaderSize + 8), (uint)run.Length);
+                    at += NbdProtocol.StructuredHeaderSize + 12;
+                    continue;
+                }
+                else
+                {
+                    NbdWire.ChunkHeader(buffer.AsSpan(at), done, NbdProtocol.ReplyTypeOffsetData, cookie, 8 + run.Length);
+                    BinaryPrimitives.WriteUInt64BigEndian(buffer.AsSpan(at + NbdProtocol.StructuredHeaderSize), (ulong)run.Offset);
+                    at += NbdProtocol.StructuredHeaderSize + 8;
+                }
+                try
+                {
+                    Disk.Read(run.Offset, buffer.AsSpan(at, run.Length));
+                }
+                catch (Exception e) when (e is VDiskException or IOException or ObjectDisposedException)
+                {
+                    // Nothing of this reply has been sent yet: one error chunk (or simple error reply) answers it.
+                    await ErrorAsync(cookie, true, NbdProtocol.EIO, e.Message, cancel).ConfigureAwait(false);
+                    return;
+                }
+                at += run.Length;
             }
-            catch (Exception e) when (e is VDiskException or IOException or ObjectDisposedException)
-            {
-                await ErrorAsync(cookie, true, NbdProtocol.EIO, e.Message, cancel).ConfigureAwait(false);
-                return;
-            }
-            if (_structured)
-            {
-                NbdWire.ChunkHeader(buffer, NbdProtocol.ReplyFlagDone, NbdProtocol.ReplyTypeOffsetData, cookie, 8 + length);
-                BinaryPrimitives.WriteUInt64BigEndian(buffer.AsSpan(NbdProtocol.StructuredHeaderSize), (ulong)offset);
-            }
-            else
-            {
-                NbdWire.SimpleReply(buffer, 0, cookie);
-            }
-            await SendAsync(buffer.AsMemory(0, headerSize + length), cancel).ConfigureAwait(false);
+            await SendAsync(buffer.AsMemory(0, at), cancel).ConfigureAwait(false);
         }
         finally
         {

@@ -1,5 +1,5 @@
 // Dismount-VDisk (issue 12): undoes Mount-VDisk (VDiskMount objects from the pipeline, -MountPath, or -All): each
-// partition unmounted with fusermount3 -u, the nbdfuse and fuse2fs processes it started stopped by pid, the NBD
+// partition unmounted with fusermount3 -u (a kernel loop mount with umount, its loop device detached), the nbdfuse and fuse2fs processes it started stopped by pid, the NBD
 // server stopped (the image closed), the folders it created and its private temp folder removed. -MountPath also
 // cleans a mount left behind there by a session that was killed.
 using System.Management.Automation;

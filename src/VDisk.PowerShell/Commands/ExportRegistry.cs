@@ -20,16 +20,20 @@ internal static class ExportRegistry
         Running[export.Id] = export;
     }
 
-    /// <summary>Stops an export (closing its image); false when it was stopped already.</summary>
+    /// <summary>
+    /// Stops an export (closing its image); false when it was stopped already. A second caller while the first is
+    /// still stopping it waits until the listeners are closed, the socket file removed and the image closed: a signal
+    /// handler that returns before that would let the process end with the socket file and the lock left behind.
+    /// </summary>
     public static bool Stop(VDiskExport export)
     {
         Running.TryRemove(export.Id, out _);
         lock (export)
         {
             if (!export.Running) return false;
-            export.Running = false;
+            try { export.Server.Dispose(); }
+            finally { export.Running = false; }
         }
-        export.Server.Dispose();
         return true;
     }
 

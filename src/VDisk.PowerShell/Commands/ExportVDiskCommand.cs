@@ -135,8 +135,13 @@ public sealed class ExportVDiskCommand : ImageInputCmdletBase
         {
             sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ =>
             {
-                terminated.Set();
-                ExportRegistry.Stop(export); // closed before the default action ends the process
+                // Stopped (or waited for, when the foreground thread got there first) before the default action ends the process.
+                try { ExportRegistry.Stop(export); }
+                finally
+                {
+                    try { terminated.Set(); }
+                    catch (ObjectDisposedException) { } // -Wait already returned
+                }
             });
         }
         catch (PlatformNotSupportedException)

@@ -1,13 +1,16 @@
 // The machinery behind Mount-VDisk / Dismount-VDisk (issue 12), all userspace: the image is served by an in-process,
 // read-only NbdServer on a Unix socket in a private temp folder (mode 0700), nbdfuse exposes that export as the file
-// <private>/nbd/disk.raw, and fuse2fs mounts each ext2/3/4 partition of it read-only at <MountPath>/p<N>.
+// <private>/nbd/disk.raw, and fuse2fs mounts each ext2/3/4 partition of it read-only at <MountPath>/p<N>; other file
+// systems are mounted by the kernel from a read-only loop device over disk.raw (LoopMount: losetup --read-only
+// --offset --sizelimit, mount -o ro) where this process may do so.
 //
 // State (decided for stale-mount cleanup): a marker file <MountPath>/.vdisk-mount.json written before the first
 // process starts and rewritten after each one, holding the owner (this process' pid and start time), the private
 // folder, every mount point, every pid started and every folder created. A later Mount-VDisk or Dismount-VDisk on the
 // same MountPath whose owner is gone (a killed session), or is this process without the mount in its registry (a
-// teardown that failed half-way), tears it down from the marker: `fusermount3 -u` (then lazy
-// `-u -z`) each mount point ("Transport endpoint is not connected" ones too), SIGTERM then SIGKILL to each recorded
+// teardown that failed half-way), tears it down from the marker: `umount` (then lazy `-l`) each loop mount and
+// `losetup -d` each loop device whose backing file is in the private folder, `fusermount3 -u` (then lazy
+// `-u -z`) each FUSE mount point ("Transport endpoint is not connected" ones too), SIGTERM then SIGKILL to each recorded
 // pid still running whose command line names the private folder (never a process by name, never a reused pid), the
 // created folders (only when empty) and the private folder removed, and the marker deleted.
 using System.Diagnostics;
@@ -31,9 +34,11 @@ internal sealed class MountState
     public List<int> FusePids { get; set; } = new();
     public int NbdFusePid { get; set; }
     public List<string> CreatedFolders { get; set; } = new();
+    public List<string> LoopMounts { get; set; } = new();
+    public List<string> LoopDevices { get; set; } = new();
 }
 
-/// <summary>A failure of an external tool (nbdfuse, fuse2fs, fusermount3).</summary>
+/// <summary>A failure of an external tool (nbdfuse, fuse2fs, fusermount3, losetup, mount).</summary>
 internal sealed class MountToolException : Exception
 {
     public MountToolException(string message) : base(message) { }
@@ -125,6 +130,51 @@ internal sealed class MountSession
         WaitUntil(process, "fuse2fs", () => IsMountPoint(folder));
     }
 
+    /// <summary>
+    /// Mounts the <paramref name="kernelType"/> file system of <paramref name="size"/> bytes at <paramref name="offset"/>
+    /// of disk.raw read-only on <paramref name="folder"/> through a read-only loop device (LoopMount).
+    /// </summary>
+    public void StartLoopMount(string kernelType, long offset, long size, string folder)
+    {
+        string losetup = ToolLocator.Find("losetup") ?? throw new MountToolException("losetup is not installed (Debian package mount).");
+        string mount = ToolLocator.Find("mount") ?? throw new MountToolException("mount is not installed (Debian package mount).");
+        var (code, output, errors) = RunCapture(losetup, "--find", "--show", "--read-only", "--offset", offset.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--sizelimit", size.ToString(System.Globalization.CultureInfo.InvariantCulture), DiskFile);
+        string device = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault() ?? "";
+        if (code != 0 || !device.StartsWith("/dev/", StringComparison.Ordinal))
+            throw new MountToolException($"losetup exited with code {code}: {Flatten(errors + output)}");
+        lock (_gate)
+        {
+            State.LoopDevices.Add(device);
+            State.LoopMounts.Add(folder);
+        }
+        SaveState();
+        (code, output, errors) = RunCapture(mount, "-t", kernelType, "-o", LoopMount.Options(kernelType), device, folder);
+        if (code == 0 && IsMountPoint(folder)) return;
+        Detach(device, State.PrivateFolder, null);
+        lock (_gate)
+        {
+            State.LoopDevices.Remove(device);
+            State.LoopMounts.Remove(folder);
+        }
+        SaveState();
+        throw new MountToolException($"mount -t {kernelType} exited with code {code}: {Flatten(errors + output)}");
+    }
+
+    private static string Flatten(string text) => string.Join(' ', text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+
+    // Detaches a loop device only when its backing file lies in our private folder (never someone else's device).
+    private static void Detach(string device, string privateFolder, Action<string>? verbose)
+    {
+        if (privateFolder.Length == 0 || LoopMount.BackingFile(device) is not { } backing || !backing.StartsWith(privateFolder, StringComparison.Ordinal)) return;
+        if (ToolLocator.Find("losetup") is not { } losetup)
+        {
+            verbose?.Invoke($"{device} is still attached and losetup is not installed (Debian package mount).");
+            return;
+        }
+        if (Run(losetup, "-d", device) != 0) verbose?.Invoke($"losetup -d {device} failed.");
+    }
+
     /// <summary>Notes a folder this mount created, to be removed (when empty) at the end.</summary>
     public void Created(string folder)
     {
@@ -144,6 +194,9 @@ internal sealed class MountSession
     public static void Teardown(MountState state, Action<string>? verbose, IReadOnlyList<Process>? owned = null)
     {
         string? fusermount = ToolLocator.Find("fusermount3");
+        string? umount = ToolLocator.Find("umount");
+        foreach (string folder in state.LoopMounts ?? new()) UnmountKernel(umount, folder, verbose);
+        foreach (string device in state.LoopDevices ?? new()) Detach(device, state.PrivateFolder, verbose);
         foreach (string folder in state.PartitionMounts) Unmount(fusermount, folder, verbose);
         foreach (int pid in state.FusePids) Stop(pid, state.PrivateFolder, owned, verbose);
         Unmount(fusermount, state.NbdMount, verbose);
@@ -184,6 +237,19 @@ internal sealed class MountSession
         if (Run(fusermount, "-u", folder) == 0 && !IsMountPoint(folder)) return;
         verbose?.Invoke($"fusermount3 -u {folder} failed; detaching it lazily (-z).");
         Run(fusermount, "-u", "-z", folder);
+    }
+
+    private static void UnmountKernel(string? umount, string folder, Action<string>? verbose)
+    {
+        if (!IsMountPoint(folder)) return;
+        if (umount == null)
+        {
+            verbose?.Invoke($"{folder} is still mounted and umount is not installed (Debian package mount).");
+            return;
+        }
+        if (Run(umount, folder) == 0 && !IsMountPoint(folder)) return;
+        verbose?.Invoke($"umount {folder} failed; detaching it lazily (-l).");
+        Run(umount, "-l", folder);
     }
 
     // Stops a process this mount started: our own Process object when we have it, otherwise only when the pid still
@@ -354,6 +420,17 @@ internal sealed class MountSession
             if (DateTime.UtcNow > deadline) throw new MountToolException($"{tool} did not finish mounting within {ReadyTimeout.TotalSeconds} seconds.");
             Thread.Sleep(20);
         }
+    }
+
+    private static (int ExitCode, string Output, string Errors) RunCapture(string tool, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(tool) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (string a in arguments) start.ArgumentList.Add(a);
+        using var process = Process.Start(start)!;
+        var error = process.StandardError.ReadToEndAsync();
+        string output = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        return (process.ExitCode, output, error.Result);
     }
 
     private static int Run(string tool, params string[] arguments)

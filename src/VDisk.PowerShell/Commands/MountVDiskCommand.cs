@@ -2,8 +2,10 @@
 // opened read-only without QEMU's locks (like Get-VDisk / qemu-img -U, so a running VM's disk or a backup point can
 // be browsed), served by an in-process read-only NBD server on a Unix socket in a private temp folder, exposed as a
 // file by nbdfuse, and each ext2/3/4 partition (or a whole-disk file system, partition 0) is mounted read-only with
-// fuse2fs at <MountPath>/p<N>. Other file systems are listed as skipped, with a warning. See MountSession for the
-// marker file through which a mount left by a killed session is cleaned by the next Mount-VDisk on that path.
+// fuse2fs at <MountPath>/p<N>. xfs, btrfs, FAT, exFAT and NTFS are mounted by the kernel from a read-only loop device
+// where this process may do so (LoopMount: root / CAP_SYS_ADMIN, /dev/loop-control, the kernel's driver); otherwise,
+// and for anything else, the partition is listed as skipped with the exact reason, and a warning. See MountSession
+// for the marker file through which a mount left by a killed session is cleaned by the next Mount-VDisk on that path.
 using System.Management.Automation;
 using System.Security;
 using VDisk.Engine.Chain;
@@ -34,8 +36,17 @@ public sealed class MountVDiskCommand : ImageInputCmdletBase
     /// <summary>Error id for nbdfuse or fuse2fs failing.</summary>
     public const string MountFailedId = "MountFailed";
 
-    /// <summary>The file systems fuse2fs mounts.</summary>
+    /// <summary>The file systems fuse2fs mounts (always, without the kernel's loop mount).</summary>
     public static readonly IReadOnlyList<string> SupportedFileSystems = new[] { "ext2", "ext3", "ext4" };
+
+    /// <summary>The file systems mounted through the kernel's loop mount, where this process may use it (and the kernel has the driver).</summary>
+    public static IReadOnlyList<string> LoopFileSystems => LoopMount.KernelTypes.Keys.ToList();
+
+    /// <summary>
+    /// Why this process cannot use the kernel's loop mount (not permitted without CAP_SYS_ADMIN, no loop device,
+    /// losetup/mount not installed), or null when it can. Checked afresh at each call.
+    /// </summary>
+    public static string? LoopMountUnavailable => LoopMount.Unavailable();
 
     /// <summary>The folder under which each partition is mounted as p&lt;N&gt;; created when missing.</summary>
     [Parameter(Mandatory = true, Position = 1)]
@@ -48,6 +59,7 @@ public sealed class MountVDiskCommand : ImageInputCmdletBase
 
     private string _mountPath = "";
     private readonly Dictionary<string, string> _tools = new();
+    private readonly Lazy<string?> _loopUnavailable = new(LoopMount.Unavailable);
 
     /// <summary>Checks the platform and the tools, and resolves -MountPath.</summary>
     protected override void BeginProcessing()
@@ -101,7 +113,7 @@ public sealed class MountVDiskCommand : ImageInputCmdletBase
             // Nothing to browse: stop what was started rather than keep an empty mount around.
             WriteWarning(mount.Partitions.Count == 0
                 ? $"{fullPath}: no partition table and no file system recognised; nothing was mounted."
-                : $"{fullPath}: no ext2/3/4 file system found; nothing was mounted.");
+                : $"{fullPath}: no file system Mount-VDisk could mount; nothing was mounted.");
             MountRegistry.Dismount(mount, WriteVerbose);
         }
         else MountRegistry.Add(mount);
@@ -165,9 +177,13 @@ public sealed class MountVDiskCommand : ImageInputCmdletBase
             {
                 string fs = partition.FileSystem.Name;
                 string? skipped = null, mountedAt = null;
+                bool fuse = SupportedFileSystems.Contains(fs);
+                LoopMount.KernelTypes.TryGetValue(fs, out string? kernelType);
                 if (partition.IsExtended) skipped = "an extended partition (a container of logical partitions)";
-                else if (!SupportedFileSystems.Contains(fs))
-                    skipped = fs == Engine.Partitions.FileSystemInfo.Unknown.Name ? "no file system recognised" : $"file system {fs} is not supported (Mount-VDisk mounts ext2, ext3 and ext4)";
+                else if (!fuse && kernelType == null)
+                    skipped = fs == Engine.Partitions.FileSystemInfo.Unknown.Name ? "no file system recognised" : $"file system {fs} is not supported (Mount-VDisk mounts ext2, ext3 and ext4 with fuse2fs, and {string.Join(", ", LoopFileSystems)} with the kernel's loop mount)";
+                else if (!fuse && _loopUnavailable.Value is { } why)
+                    skipped = $"file system {fs} needs the kernel's loop mount, which cannot be used here: {why}. Without it Mount-VDisk mounts ext2, ext3 and ext4 (with fuse2fs).";
                 else
                 {
                     string folder = System.IO.Path.Combine(_mountPath, $"p{partition.Number}");
@@ -181,13 +197,17 @@ public sealed class MountVDiskCommand : ImageInputCmdletBase
                         }
                         try
                         {
-                            session.StartFuse2fs(_tools["fuse2fs"], partition.Start, folder);
+                            if (fuse) session.StartFuse2fs(_tools["fuse2fs"], partition.Start, folder);
+                            else session.StartLoopMount(kernelType!, partition.Start, partition.Size, folder);
                             mountedAt = folder;
                         }
                         catch (MountToolException e)
                         {
                             // A damaged file system does not keep the other partitions from being mounted.
-                            skipped = $"fuse2fs could not mount it: {e.Message}";
+                            skipped = fuse ? $"fuse2fs could not mount it: {e.Message}"
+                                : !LoopMount.KernelHas(kernelType!)
+                                    ? $"the kernel has no {kernelType} driver (it is not in /proc/filesystems), so the loop mount failed ({e.Message}). Without it Mount-VDisk mounts ext2, ext3 and ext4 (with fuse2fs)."
+                                    : $"the kernel's loop mount failed: {e.Message}";
                         }
                     }
                 }
