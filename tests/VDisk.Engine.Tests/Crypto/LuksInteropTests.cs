@@ -65,6 +65,9 @@ public class LuksInteropTests
             Assert.Equal(Matrix[i].Expected, header.Spec.ToString());
             Assert.Equal(Matrix[i].Hash, header.Spec.Hash);
             Assert.Equal(new[] { true, false, false, false, false, false, false, false }, header.Slots.Select(s => s.Active));
+            var rewritten = new byte[LuksHeader.Size];
+            header.Write(rewritten);
+            Assert.Equal(storage.ToArray()[..LuksHeader.Size], rewritten); // every field of qemu's header kept
             using var wrong = P("not it");
             using var right = P(Pass);
             using var cipher = Luks.Unlock(storage, 0, new[] { wrong, right }, files[i]);
