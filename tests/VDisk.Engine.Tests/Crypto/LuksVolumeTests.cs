@@ -75,6 +75,27 @@ public class LuksVolumeTests
     }
 
     [Fact]
+    public void ARegionInsideAnotherFileWorksAtItsOffset()
+    {
+        // As in a qcow2 file, where the header extension points at the region's cluster.
+        const long at = 3 * 65536;
+        var inner = Volume(second: false).ToArray();
+        var bytes = new byte[at + inner.Length];
+        inner.CopyTo(bytes, at);
+        var storage = new MemoryStorage("vol.qcow2", bytes);
+        using var first = P("first");
+        using var other = P("other");
+        Assert.Equal(1, Luks.AddKeySlot(storage, at, new[] { first }, other, Fast, null, "vol.qcow2"));
+        var header = Luks.ReadHeader(storage, at, "vol.qcow2");
+        using var cipher = Luks.Unlock(storage, at, new[] { other }, "vol.qcow2");
+        var data = new byte[64 * 1024];
+        storage.ReadAt(at + header.RegionLength, data);
+        cipher.Decrypt(0, data);
+        Assert.All(data, b => Assert.Equal(0x5a, b));
+        Assert.Equal(VDiskErrorKind.Corrupt, Assert.Throws<VDiskException>(() => Luks.ReadHeader(storage, at + 512, "vol.qcow2")).Kind);
+    }
+
+    [Fact]
     public void NoPassphraseIsPassphraseRequired() =>
         Assert.Equal(VDiskErrorKind.PassphraseRequired, Fails(Volume(second: false)).Kind);
 
