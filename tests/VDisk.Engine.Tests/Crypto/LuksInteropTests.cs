@@ -33,10 +33,11 @@ public class LuksInteropTests
 
     private static Passphrase P(string s) => Passphrase.FromChars(s);
 
+    // A sample of the option space (aes-192 only with xts: qemu 7.2 aborts on aes-192-cbc, whose key material is no
+    // whole number of sectors); qemu's default aes-256-xts-plain64/sha256 is made by qemu-img amend in the slot test.
     public static readonly (string Alg, string Mode, string Ivgen, string? IvHash, string Hash, string Expected)[] Matrix =
     [
         ("aes-128", "xts", "plain64", null, "sha1", "aes-128-xts-plain64"),
-        ("aes-256", "xts", "plain64", null, "sha256", "aes-256-xts-plain64"),
         ("aes-192", "xts", "essiv", "sha256", "sha512", "aes-192-xts-essiv:sha256"),
         ("aes-128", "cbc", "essiv", "sha256", "sha1", "aes-128-cbc-essiv:sha256"),
         ("aes-256", "cbc", "plain", null, "sha512", "aes-256-cbc-plain"),

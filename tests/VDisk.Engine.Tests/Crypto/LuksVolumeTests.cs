@@ -158,7 +158,8 @@ public class LuksVolumeTests
     [Fact]
     public void RandomHeaderCorruptionOnlyEverThrowsVDiskException()
     {
-        var original = Volume().ToArray();
+        // A small key (16 bytes, sha1) keeps each unlock attempt cheap.
+        var original = Volume(LuksCipherSpec.FromQemuOptions("aes-128", "cbc", "plain64", null, "sha1")).ToArray();
         var random = new Random(1234);
         using var first = P("first");
         int parsed = 0;
@@ -171,8 +172,8 @@ public class LuksVolumeTests
             {
                 var header = Luks.ReadHeader(storage, 0, "vol.luks");
                 parsed++;
-                // Unlock too, unless the damage asks for an absurd amount of PBKDF2 work.
-                if (header.MasterKeyDigestIterations > 1_000_000 || header.Slots.Any(s => s.Active && s.Iterations > 1_000_000)) continue;
+                // Unlock too (every fourth case, for time), unless the damage asks for a lot of PBKDF2 work.
+                if (n % 4 != 0 || header.MasterKeyDigestIterations > 20_000 || header.Slots.Any(s => s.Active && s.Iterations > 20_000)) continue;
                 Luks.Unlock(storage, 0, new[] { first }, "vol.luks").Dispose();
             }
             catch (VDiskException e)
