@@ -38,7 +38,7 @@ public static partial class Luks
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(passphrase);
         var spec = options.Spec;
-        if (spec.Problem() is { } problem) throw VDiskException.Invalid(null, problem);
+        if ((spec.Problem() ?? spec.FormatProblem()) is { } problem) throw VDiskException.Invalid(null, problem);
         int keyBytes = spec.KeyBytes;
         long areaBytes = AreaBytes(keyBytes);
         uint firstSector = KeySlotAlignment / LuksHeader.SectorSize;

@@ -73,7 +73,7 @@ public sealed class LuksHeader
     public int MasterKeyDigestIterations { get; }
     /// <summary>The 8 key slots.</summary>
     public IReadOnlyList<LuksKeySlotInfo> Slots => KeySlots.Select((s, i) =>
-        new LuksKeySlotInfo(i, s.Active, (int)s.Iterations, (long)s.MaterialSector * SectorSize, (int)s.StripeCount)).ToList();
+        new LuksKeySlotInfo(i, s.Active, (int)Math.Min(s.Iterations, int.MaxValue), (long)s.MaterialSector * SectorSize, (int)s.StripeCount)).ToList();
 
     internal KeySlot[] KeySlots { get; }
 

@@ -142,7 +142,7 @@ public sealed class SectorCipher : IDisposable
         switch (_mode)
         {
             case ModeKind.Xts: SectorModes.Xts(w.Data, w.Tweak!, ivs, data, unit, w.Scratch, encrypt); break;
-            case ModeKind.Cbc when encrypt: SectorModes.CbcEncrypt(w.Data, ivs, data, unit); break;
+            case ModeKind.Cbc when encrypt: SectorModes.CbcEncrypt(w.Data, ivs, data, unit, w.Scratch); break;
             case ModeKind.Cbc: SectorModes.CbcDecrypt(w.Data, ivs, data, unit, w.Scratch); break;
             default: SectorModes.Ecb(w.Data, data, encrypt); break;
         }

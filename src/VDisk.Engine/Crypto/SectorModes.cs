@@ -50,13 +50,50 @@ internal static class SectorModes
         Xor(data, tweaks);
     }
 
-    /// <summary>CBC encryption of each unit with its IV (in place).</summary>
-    public static void CbcEncrypt(Aes key, ReadOnlySpan<byte> ivs, Span<byte> data, int unit)
+    /// <summary>
+    /// CBC encryption of each unit with its IV (in place). CBC encryption is serial within a unit, so whole units are
+    /// interleaved: block j of every unit (XORed with its unit's previous ciphertext block or IV) goes through one ECB call.
+    /// </summary>
+    public static void CbcEncrypt(Aes key, ReadOnlySpan<byte> ivs, Span<byte> data, int unit, Span<byte> scratch)
     {
-        for (int u = 0, at = 0; at < data.Length; u++, at += unit)
+        int units = data.Length / unit;
+        if (data.Length % unit != 0 || units < 2)
         {
-            var span = data.Slice(at, Math.Min(unit, data.Length - at));
-            key.EncryptCbc(span, ivs.Slice(u * Block, Block), span, PaddingMode.None);
+            for (int u = 0, at = 0; at < data.Length; u++, at += unit)
+            {
+                var span = data.Slice(at, Math.Min(unit, data.Length - at));
+                key.EncryptCbc(span, ivs.Slice(u * Block, Block), span, PaddingMode.None);
+            }
+            return;
+        }
+        var column = scratch[..(units * Block)];
+        var c = MemoryMarshal.Cast<byte, ulong>(column);
+        var d = MemoryMarshal.Cast<byte, ulong>(data);
+        var iv = MemoryMarshal.Cast<byte, ulong>(ivs);
+        int stride = unit / 8;
+        for (int j = 0; j < unit / Block; j++)
+        {
+            for (int u = 0; u < units; u++)
+            {
+                int at = u * stride + 2 * j;
+                if (j == 0)
+                {
+                    c[2 * u] = d[at] ^ iv[2 * u];
+                    c[2 * u + 1] = d[at + 1] ^ iv[2 * u + 1];
+                }
+                else
+                {
+                    c[2 * u] = d[at] ^ d[at - 2];
+                    c[2 * u + 1] = d[at + 1] ^ d[at - 1];
+                }
+            }
+            key.EncryptEcb(column, column, PaddingMode.None);
+            for (int u = 0; u < units; u++)
+            {
+                int at = u * stride + 2 * j;
+                d[at] = c[2 * u];
+                d[at + 1] = c[2 * u + 1];
+            }
         }
     }
 

@@ -101,6 +101,22 @@ public class CipherVectorTests
     }
 
     [Fact]
+    public void ConcurrentUseFromManyThreadsGivesTheSequentialResult()
+    {
+        var spec = new LuksCipherSpec("aes", 256, "xts", "essiv", "sha256", "sha256");
+        using var cipher = SectorCipher.Create(spec, RandomNumberGenerator.GetBytes(spec.KeyBytes));
+        var inputs = Enumerable.Range(0, 64).Select(i => RandomNumberGenerator.GetBytes(512 * (1 + i % 9))).ToArray();
+        var expected = inputs.Select((b, i) => { var c = (byte[])b.Clone(); cipher.Encrypt(i * 1000, c); return c; }).ToArray();
+        var actual = inputs.Select(b => (byte[])b.Clone()).ToArray();
+        Parallel.For(0, 64, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i =>
+        {
+            for (int r = 0; r < 20; r++) { cipher.Encrypt(i * 1000, actual[i]); cipher.Decrypt(i * 1000, actual[i]); }
+            cipher.Encrypt(i * 1000, actual[i]);
+        });
+        for (int i = 0; i < 64; i++) Assert.Equal(expected[i], actual[i]);
+    }
+
+    [Fact]
     public void CbcPlain64MatchesDotNetCbcWithTheSectorAsIv()
     {
         var key = RandomNumberGenerator.GetBytes(32);
