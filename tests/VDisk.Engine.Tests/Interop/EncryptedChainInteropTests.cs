@@ -1,6 +1,7 @@
 // Encrypted backing chains with QEMU 7.2: an encrypted overlay (its own secret) and a plain overlay on an encrypted
 // base, read through the engine with both passphrases in scope, and committed into the encrypted base.
 using VDisk.Engine.Chain;
+using VDisk.Engine.Core;
 using VDisk.Engine.Operations;
 using VDisk.Engine.Tests.Support;
 
@@ -61,12 +62,12 @@ public class EncryptedChainInteropTests
         string baseImage = Secrets.CreateEncrypted(dir.File("base.qcow2"), Size, Secrets.Pw);
         string overlay = Secrets.CreateEncrypted(dir.File("overlay.qcow2"), Size, Secrets.Pw2, backing: baseImage);
         using (Secrets.Use(Secrets.Pw, Secrets.Pw2))
-        using (var disk = ImageChain.Open(overlay, new Core.OpenOptions { Writable = true }))
+        using (var disk = ImageChain.Open(overlay, new OpenOptions { Writable = true }))
             disk.Write(4096, new byte[] { 1, 2, 3 }); // copy-on-write: the base's cluster read, the overlay's written
         using (Secrets.Use(Secrets.Pw2))
         {
-            var e = Assert.Throws<Core.VDiskException>(() => ImageChain.Open(overlay).Dispose());
-            Assert.Equal(Core.VDiskErrorKind.WrongPassphrase, e.Kind);
+            var e = Assert.Throws<VDiskException>(() => ImageChain.Open(overlay).Dispose());
+            Assert.Equal(VDiskErrorKind.WrongPassphrase, e.Kind);
             Assert.Contains("base.qcow2", e.Message);
         }
         // qemu reads the chain the engine wrote, each layer with its own secret.
