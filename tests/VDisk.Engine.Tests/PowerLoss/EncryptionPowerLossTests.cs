@@ -97,7 +97,7 @@ public class EncryptionPowerLossTests
         string path = Secrets.CreateEncrypted(dir.File("k.qcow2"), Size, Secrets.Pw, clusterSize: 4096);
         var content = CrashHarness.Pattern(1 << 20, 9);
         using (Secrets.Use(Secrets.Pw))
-        using (var disk = Chain.ImageChain.Open(path, new OpenOptions { Writable = true }))
+        using (var disk = VDisk.Engine.Chain.ImageChain.Open(path, new VDisk.Engine.Chain.OpenOptions { Writable = true }))
             disk.Write(4096, content);
         if (!add)
             using (Secrets.Use(Secrets.Pw))
