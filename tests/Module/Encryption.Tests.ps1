@@ -16,6 +16,12 @@ BeforeAll {
     $script:fast = @{ IterTimeMilliseconds = 10 }
 
     # qemu-img arguments opening an encrypted qcow2 with a secret.
+    # The error id of the first error a command reports, terminating or not.
+    function Get-FailureId([scriptblock] $Command) {
+        try { $records = @(& $Command 2>&1) } catch { return $_.FullyQualifiedErrorId }
+        @($records | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })[0].FullyQualifiedErrorId
+    }
+
     function Get-SecretArgs([string] $Path, [string] $Secret) {
         @('--object', "secret,id=s,data=$Secret", '--image-opts', "driver=qcow2,file.filename=$Path,encrypt.key-secret=s")
     }
@@ -29,7 +35,7 @@ Describe 'Encrypted images through the cmdlets' -Skip:$SkipQemu {
 
     It 'creates an encrypted image from a SecureString that qemu-img opens with the secret, and Get-VDisk shows it' {
         $image = "$folder/new-secure.qcow2"
-        $info = New-VDisk $image 4MB -Encrypt -Passphrase $pw @fast -PassThru
+        $info = New-VDisk $image 4MB -Encrypt -Passphrase $pw @fast
         $info.Encrypted | Should -BeTrue
         $info.EncryptionFormat | Should -Be 'Luks'
         $info.Cipher | Should -Be 'aes-256-xts-plain64'
@@ -64,33 +70,32 @@ Describe 'Encrypted images through the cmdlets' -Skip:$SkipQemu {
         (Get-VDisk $enc).Encrypted | Should -BeTrue
         Invoke-QemuImg (@('compare') + (Get-SecretArgs $enc $secret) + @("driver=raw,file.filename=$plain")) | Out-Null
         $back = "$folder/back.raw"
-        $null = Convert-VDisk $enc $back -Format Raw -SourcePassphrase $pw
+        $null = Convert-VDisk $enc $back -DestinationFormat Raw -SourcePassphrase $pw
         Invoke-QemuImg @('compare', '-f', 'raw', '-F', 'raw', $plain, $back) | Out-Null
         # The encrypted file does not hold the guest's bytes in clear.
-        $pattern = [byte[]]::new(4096); [Array]::Fill($pattern, [byte]0x5a)
-        $bytes = [System.IO.File]::ReadAllBytes($enc)
-        [System.MemoryExtensions]::IndexOf([ReadOnlySpan[byte]]$bytes, [ReadOnlySpan[byte]]$pattern) | Should -Be -1
-        [System.MemoryExtensions]::IndexOf([ReadOnlySpan[byte]][System.IO.File]::ReadAllBytes($plain), [ReadOnlySpan[byte]]$pattern) | Should -BeGreaterThan -1
+        $pattern = '5A' * 4096
+        [Convert]::ToHexString([System.IO.File]::ReadAllBytes($enc)).Contains($pattern) | Should -BeFalse
+        [Convert]::ToHexString([System.IO.File]::ReadAllBytes($plain)).Contains($pattern) | Should -BeTrue
     }
 
     It 'refuses -Compress with -Encrypt' {
-        Convert-VDisk $plain "$folder/cz.qcow2" -Encrypt -Passphrase $pw -Compress @fast -ErrorVariable failure -ErrorAction SilentlyContinue
-        $failure[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'InvalidArgument' 'Convert-VDisk')
+        Get-FailureId { Convert-VDisk $plain "$folder/cz.qcow2" -Encrypt -Passphrase $pw -Compress @fast } |
+            Should -Be (Get-ErrorId 'InvalidArgument' 'Convert-VDisk')
         "$folder/cz.qcow2" | Should -Not -Exist
     }
 
     It 'reports WrongPassphrase and PassphraseRequired, and Convert-VDisk leaves no output' {
         $enc = "$folder/err.qcow2"
         $null = Convert-VDisk $plain $enc -Encrypt -Passphrase $pw @fast
-        Convert-VDisk $enc "$folder/wrong.raw" -Format Raw -SourcePassphrase $pw2 -ErrorVariable failure -ErrorAction SilentlyContinue
-        $failure[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'WrongPassphrase' 'Convert-VDisk')
+        $before = @(Get-ChildItem $folder).Count
+        Get-FailureId { Convert-VDisk $enc "$folder/wrong.raw" -DestinationFormat Raw -SourcePassphrase $pw2 } |
+            Should -Be (Get-ErrorId 'WrongPassphrase' 'Convert-VDisk')
         "$folder/wrong.raw" | Should -Not -Exist
-        Convert-VDisk $enc "$folder/none.raw" -Format Raw -ErrorVariable failure2 -ErrorAction SilentlyContinue
-        $failure2[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'PassphraseRequired' 'Convert-VDisk')
+        Get-FailureId { Convert-VDisk $enc "$folder/none.raw" -DestinationFormat Raw } |
+            Should -Be (Get-ErrorId 'PassphraseRequired' 'Convert-VDisk')
         "$folder/none.raw" | Should -Not -Exist
-        @(Get-ChildItem $folder -Filter '*.tmp*').Count | Should -Be 0
-        New-VDisk "$folder/nopw.qcow2" 4MB -Encrypt -ErrorVariable failure3 -ErrorAction SilentlyContinue
-        $failure3[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'PassphraseRequired' 'New-VDisk')
+        @(Get-ChildItem $folder).Count | Should -Be $before
+        Get-FailureId { New-VDisk "$folder/nopw.qcow2" 4MB -Encrypt } | Should -Be (Get-ErrorId 'PassphraseRequired' 'New-VDisk')
         "$folder/nopw.qcow2" | Should -Not -Exist
     }
 
@@ -103,8 +108,7 @@ Describe 'Encrypted images through the cmdlets' -Skip:$SkipQemu {
         Set-VDisk $image -Passphrase $pw2 -RemovePassphrase $pw
         (Get-VDisk $image).KeySlots | Should -Be @(1)
         $null = Invoke-QemuImg (@('check') + (Get-SecretArgs $image $secret)) -AllowedExitCodes 1
-        Set-VDisk $image -Passphrase $pw2 -RemoveKeySlot 1 -ErrorVariable failure -ErrorAction SilentlyContinue
-        $failure[0].FullyQualifiedErrorId | Should -Be (Get-ErrorId 'InvalidArgument' 'Set-VDisk')
+        Get-FailureId { Set-VDisk $image -Passphrase $pw2 -RemoveKeySlot 1 } | Should -Be (Get-ErrorId 'InvalidArgument' 'Set-VDisk')
         (Get-VDisk $image).KeySlots | Should -Be @(1)
     }
 
@@ -130,11 +134,12 @@ Describe 'Encrypted images through the cmdlets' -Skip:$SkipQemu {
     It 'never shows the passphrase in any output, error, warning, verbose or progress record' {
         $ProgressPreference = 'Continue'
         $records = & {
-            New-VDisk "$folder/leak.qcow2" 4MB -Encrypt -Passphrase $pw @fast -Verbose -PassThru
+            New-VDisk "$folder/leak.qcow2" 4MB -Encrypt -Passphrase $pw @fast -Verbose
             Convert-VDisk $plain "$folder/leak2.qcow2" -Encrypt -Passphrase $pw @fast -Verbose -PassThru
-            Convert-VDisk "$folder/leak2.qcow2" "$folder/leak3.raw" -Format Raw -SourcePassphrase $pw2 -Verbose
-            Convert-VDisk "$folder/leak2.qcow2" "$folder/leak4.raw" -Format Raw -Verbose
+            try { Convert-VDisk "$folder/leak2.qcow2" "$folder/leak3.raw" -DestinationFormat Raw -SourcePassphrase $pw2 -Verbose } catch { $_ }
+            try { Convert-VDisk "$folder/leak2.qcow2" "$folder/leak4.raw" -DestinationFormat Raw -Verbose } catch { $_ }
             Set-VDisk "$folder/leak.qcow2" -Passphrase $pw -AddPassphrase $pw2 @fast -Verbose -PassThru
+            try { New-VDisk "$folder/leak5.qcow2" 4MB -Encrypt -Verbose } catch { $_ }
             Set-VDisk "$folder/leak.qcow2" -Passphrase $pw2 -RemovePassphrase $pw2 -Verbose -WhatIf
             Compare-VDisk "$folder/leak2.qcow2" $plain -SourcePassphrase $pw -Verbose
             Get-VDisk "$folder/leak.qcow2" -Verbose | Format-List * | Out-String
@@ -154,7 +159,7 @@ Describe 'Encrypted images through the cmdlets' -Skip:$SkipQemu {
 
         # Progress is not a redirectable stream: read its records from a runspace of their own.
         $ps = New-ModuleRunspace
-        $null = $ps.AddScript('param($p, $s, $d) $ProgressPreference = "Continue"; Convert-VDisk $p "$d/progress.qcow2" -Encrypt -Passphrase $s -IterTimeMilliseconds 10; Convert-VDisk "$d/progress.qcow2" "$d/progress.raw" -Format Raw -SourcePassphrase $s').AddArgument($plain).AddArgument($pw).AddArgument($folder)
+        $null = $ps.AddScript('param($p, $s, $d) $ProgressPreference = "Continue"; Convert-VDisk $p "$d/progress.qcow2" -Encrypt -Passphrase $s -IterTimeMilliseconds 10; Convert-VDisk "$d/progress.qcow2" "$d/progress.raw" -DestinationFormat Raw -SourcePassphrase $s').AddArgument($plain).AddArgument($pw).AddArgument($folder)
         try {
             $null = $ps.Invoke()
             $ps.Streams.Error.Count | Should -Be 0
