@@ -55,13 +55,18 @@ Describe 'Encrypted images through the cmdlets' -Skip:$SkipQemu {
         Invoke-QemuImg (@('check') + (Get-SecretArgs $image $secret2)) | Out-Null
     }
 
-    It 'takes the first line of -PassphraseFile, as QEMU secret,file= reads it' {
+    It 'takes the first line of -PassphraseFile; qemu-img reads a key file verbatim (as the help says)' {
         $image = "$folder/new-file.qcow2"
         Set-Content "$folder/pw.txt" "$secret`nsecond line is ignored"
         $null = New-VDisk $image 4MB -Encrypt -PassphraseFile "$folder/pw.txt" @fast
         $file = @('--object', "secret,id=s,file=$folder/one-line.txt", '--image-opts', "driver=qcow2,file.filename=$image,encrypt.key-secret=s")
         [System.IO.File]::WriteAllText("$folder/one-line.txt", $secret)
         Invoke-QemuImg (@('check') + $file) | Out-Null
+        [System.IO.File]::WriteAllText("$folder/one-line.txt", "$secret`n") # QEMU keeps the line ending: another passphrase
+        $null = Invoke-QemuImg (@('check') + $file) -AllowedExitCodes 1
+        (Get-VDisk $image).Encrypted | Should -BeTrue
+        $null = Convert-VDisk $image "$folder/from-file.raw" -DestinationFormat Raw -SourcePassphraseFile "$folder/one-line.txt"
+        "$folder/from-file.raw" | Should -Exist
     }
 
     It 'encrypts with Convert-VDisk and decrypts back, each checked by qemu-img compare' {
