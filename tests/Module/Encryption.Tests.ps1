@@ -126,6 +126,17 @@ Describe 'Encrypted images through the cmdlets' -Skip:$SkipQemu {
         finally { Set-FileBytes $plain 100 ([byte[]](0x5a)) }
     }
 
+    It 'maps an encrypted image without a passphrase; reading its partitions needs one' {
+        $enc = "$folder/map.qcow2"
+        $null = Convert-VDisk $plain $enc -Encrypt -Passphrase $pw @fast
+        $map = @(Get-VDiskMap $enc)
+        @($map | Where-Object Data).Count | Should -BeGreaterThan 0
+        ($map | Where-Object Data | Measure-Object Length -Sum).Sum | Should -BeGreaterOrEqual 3MB
+        Get-FailureId { Get-VDiskPartition $enc } | Should -Be (Get-ErrorId 'PassphraseRequired' 'Get-VDiskPartition')
+        Get-FailureId { Get-VDiskPartition $enc -Passphrase $pw2 } | Should -Be (Get-ErrorId 'WrongPassphrase' 'Get-VDiskPartition')
+        Get-FailureId { Get-VDiskPartition $enc -Passphrase $pw } | Should -BeNullOrEmpty
+    }
+
     It 'exports an encrypted image whose plaintext qemu-img convert reads over NBD' {
         $enc = "$folder/exp.qcow2"
         $null = Convert-VDisk $plain $enc -Encrypt -Passphrase $pw @fast
