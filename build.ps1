@@ -10,8 +10,8 @@
     Demo:  Build, then runs docs/examples/Show-Demo.ps1 in a fresh pwsh: a template and an overlay, conversions to raw,
            back and compressed, comparisons and the backing chain.
     Bench: runs tests/VDisk.Bench beside qemu-img (needs qemu-utils, e2fsprogs and GNU time) and prints ratios;
-           -BenchArguments picks what runs: 'io', 'convert', 'snapshot', 'chain', 'resize-map', 'check', 'backup', 'perf', 'nbd' or 'all' (default),
-           then the number of runs (default 3), then for 'check' the GiB scattered in its 1 TiB image (default 20).
+           -BenchArguments picks what runs: 'io', 'convert', 'snapshot', 'chain', 'resize-map', 'check', 'backup', 'perf', 'nbd', 'encrypt' or 'all' (default),
+           then the number of runs (default 3), then for 'check' the GiB scattered in its 1 TiB image (default 20), for 'encrypt' the LUKS iter-time in ms (default 100).
     Fuzz:  runs the fuzz targets under afl++ for -FuzzSeconds each (default 1800), two at a time; -FuzzTarget picks
            targets (qcow2, vmdk-sparse, vmdk-descriptor, vdi, partitions), -FuzzSeeds adds folders of extra seed files. Findings
            go to out/fuzz/<target>/findings; see docs/fuzzing.md for replaying them and turning them into regressions.

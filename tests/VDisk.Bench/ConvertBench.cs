@@ -72,7 +72,7 @@ internal static class ConvertBench
     private const int ShortJobRuns = 9;          // jobs under half a second are mostly noise at 3 runs
     private const double ShortJobSeconds = 0.5;
 
-    private static (double Seconds, long PeakBytes, long OutputBytes)[] Medians(int runs, params ((string, string[]) Command, string Output)[] conversions)
+    internal static (double Seconds, long PeakBytes, long OutputBytes)[] Medians(int runs, params ((string, string[]) Command, string Output)[] conversions)
     {
         var times = conversions.Select(_ => new List<double>()).ToArray();
         var peaks = new long[conversions.Length];
@@ -125,7 +125,7 @@ internal static class ConvertBench
         return (double.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture), long.Parse(parts[2]) * 1024);
     }
 
-    private static void Warm(string path)
+    internal static void Warm(string path)
     {
         using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
         var buffer = new byte[1 << 20];

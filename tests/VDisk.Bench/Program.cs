@@ -8,6 +8,7 @@ if (args.Length > 0 && args[0] == "chain-child") return ChainBench.Child(args);
 if (args.Length > 0 && args[0] is "resize-child" or "map-child") return ResizeMapBench.Child(args);
 if (args.Length > 0 && args[0] == "check-child") return CheckBench.Child(args);
 if (args.Length > 0 && args[0] == "backup-child") return BackupBench.Child(args);
+if (args.Length > 0 && args[0] is "encrypt-child" or "decrypt-child") return EncryptBench.Child(args);
 if (args.Length > 1 && args[0] == "inputs")
 {
     BenchInputs.SyntheticRaw(args[1]);
@@ -20,12 +21,12 @@ if (!Tools.OnPath("qemu-img") || !Tools.OnPath("qemu-io"))
     Console.Error.WriteLine("qemu-img and qemu-io are needed (apt-get install qemu-utils).");
     return 1;
 }
-// Usage: VDisk.Bench [io|convert|snapshot|chain|resize-map|check|backup|perf|nbd|all] [runs] [GiB scattered in the 1 TiB check image, default 20]
+// Usage: VDisk.Bench [io|convert|snapshot|chain|resize-map|check|backup|perf|nbd|encrypt|all] [runs] [GiB scattered in the 1 TiB check image, default 20; encrypt: iter-time ms, default 100]
 //        VDisk.Bench inputs <folder> (just write the inputs)
 string which = args.Length > 0 ? args[0] : "all";
-if (which is not ("io" or "convert" or "snapshot" or "chain" or "resize-map" or "check" or "backup" or "perf" or "nbd" or "all"))
+if (which is not ("io" or "convert" or "snapshot" or "chain" or "resize-map" or "check" or "backup" or "perf" or "nbd" or "encrypt" or "all"))
 {
-    Console.Error.WriteLine($"Unknown benchmark '{which}'. Usage: VDisk.Bench [io|convert|snapshot|chain|resize-map|check|backup|perf|nbd|all] [runs] [GiB] | VDisk.Bench inputs <folder>");
+    Console.Error.WriteLine($"Unknown benchmark '{which}'. Usage: VDisk.Bench [io|convert|snapshot|chain|resize-map|check|backup|perf|nbd|encrypt|all] [runs] [GiB|iter-time ms] | VDisk.Bench inputs <folder>");
     return 2;
 }
 int runs = args.Length > 1 && int.TryParse(args[1], out var r) ? r : 3;
@@ -49,6 +50,8 @@ try
     if (which is "backup" or "all") BackupBench.Run(folder, BenchInputs.SyntheticRaw(folder), runs);
     if (which is "perf" or "all") PerfBench.Run(folder, runs);
     if (which is "nbd" or "all") NbdBench.Run(folder, BenchInputs.SyntheticRaw(folder), runs);
+    if (which is "encrypt" or "all")
+        EncryptBench.Run(folder, BenchInputs.SyntheticRaw(folder), runs, args.Length > 2 && int.TryParse(args[2], out var iterMs) ? iterMs : 100);
     if (which is not ("io" or "all")) return 0;
     Console.WriteLine($"I/O: median of {runs} runs, same files, same run. Ratio = VDisk / qemu-img (target <= 1.25).");
     Console.WriteLine($"{"line",-40} {"VDisk s",9} {"qemu s",9} {"ratio",7}");

@@ -40,6 +40,10 @@ public static partial class Luks
         var spec = options.Spec;
         if ((spec.Problem() ?? spec.FormatProblem()) is { } problem) throw VDiskException.Invalid(null, problem);
         int keyBytes = spec.KeyBytes;
+        // QEMU encrypts a slot's key material in whole 512-byte sectors and aborts (an assertion in crypto/block.c) on
+        // material that is not: aes-192 outside XTS (24 x 4000 bytes). Such an image could not be opened by qemu-img.
+        if ((long)keyBytes * LuksHeader.Stripes % LuksHeader.SectorSize != 0)
+            throw VDiskException.Invalid(null, $"LUKS cipher {spec} is not supported for new images: its key material is not whole 512-byte sectors, which QEMU cannot open; use aes-192 with xts, or aes-128/aes-256.");
         long areaBytes = AreaBytes(keyBytes);
         uint firstSector = KeySlotAlignment / LuksHeader.SectorSize;
         var slots = new LuksHeader.KeySlot[LuksHeader.SlotCount];

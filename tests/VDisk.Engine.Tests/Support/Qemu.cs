@@ -72,7 +72,8 @@ public static class Qemu
         for (int attempt = 1; ; attempt++)
         {
             var (code, output) = HostSetup.TryRun(tool, args);
-            if (code == 0 || attempt == 3 || !output.Contains("Unable to get accurate CPU usage", StringComparison.Ordinal)) return (code, output);
+            if (code == 0 || attempt == 6 || !output.Contains("Unable to get accurate CPU usage", StringComparison.Ordinal)) return (code, output);
+            Thread.Sleep(50 * attempt); // let the other shared core's load pass
         }
     }
 

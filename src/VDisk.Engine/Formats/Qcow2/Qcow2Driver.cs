@@ -129,7 +129,7 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
         var mapping = _image.Map(_map, new GuestOffset(guestOffset), maxLength);
         return _encryption is null || mapping.Storage is null
             ? mapping
-            : mapping with { Storage = _encryption.DataView(mapping.Storage, guestOffset - mapping.HostOffset) };
+            : mapping with { Storage = _encryption.MappingView(mapping.Storage, guestOffset - mapping.HostOffset) };
     }
 
     /// <inheritdoc/>

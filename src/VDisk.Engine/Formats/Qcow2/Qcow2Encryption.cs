@@ -81,10 +81,34 @@ internal sealed class Qcow2Encryption : IDisposable
     /// </summary>
     public IStorage DataView(IStorage data, long guestMinusHost)
     {
-        if (_cipher is null)
-            throw new VDiskException(VDiskErrorKind.PassphraseRequired, _path,
-                $"{_path} is encrypted ({FormatName}); its data cannot be read or written without its passphrase (-Passphrase, -PassphraseFile).");
+        if (_cipher is null) throw PassphraseRequired();
         return _luksData ?? new EncryptedStorage(data, _cipher, guestMinusHost);
+    }
+
+    /// <summary>
+    /// Like <see cref="DataView"/>, but without a passphrase the view still maps (where the data lies, as Get-VDiskMap
+    /// shows it) and only its reads and writes fail with PassphraseRequired.
+    /// </summary>
+    public IStorage MappingView(IStorage data, long guestMinusHost)
+        => _cipher is null ? new LockedStorage(data, this) : DataView(data, guestMinusHost);
+
+    private VDiskException PassphraseRequired() => new(VDiskErrorKind.PassphraseRequired, _path,
+        $"{_path} is encrypted ({FormatName}); its data cannot be read or written without its passphrase (-Passphrase, -PassphraseFile).");
+
+    // Encrypted data with no key: its place is known, its content is not (and a host hole in it is not zeroes).
+    private sealed class LockedStorage(IStorage inner, Qcow2Encryption owner) : StorageWrapper(inner)
+    {
+        public override void ReadAt(long offset, Span<byte> buffer) => throw owner.PassphraseRequired();
+        public override void WriteAt(long offset, ReadOnlySpan<byte> data) => throw owner.PassphraseRequired();
+        public override void WriteZeroes(long offset, long length) => throw owner.PassphraseRequired();
+        public override void Discard(long offset, long length) => throw owner.PassphraseRequired();
+        public override bool TryGetExtent(long offset, out bool isData, out long length)
+        {
+            isData = true;
+            length = 0;
+            return false;
+        }
+        public override void Dispose() { }
     }
 
     /// <summary>"luks" or "aes", as qemu-img info names them.</summary>
