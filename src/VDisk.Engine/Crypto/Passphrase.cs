@@ -1,6 +1,7 @@
 // A secret that unlocks an encrypted image (QEMU's "secret" object): UTF-8 bytes in a pinned buffer, zeroed on
 // Dispose, never shown by ToString. Built from characters (SecureString, PSCredential) or from the first line
-// of a file, as QEMU's secret,file= reads it.
+// of a file (QEMU's secret,file= reads a whole file verbatim; VDisk stops at the first line ending, so a key file
+// written with a trailing newline works too).
 using System.Security.Cryptography;
 using System.Text;
 using VDisk.Engine.Core;
@@ -47,8 +48,8 @@ public sealed class Passphrase : IDisposable
     }
 
     /// <summary>
-    /// The first line of <paramref name="path"/> (without its line ending), like QEMU's <c>secret,file=</c> with a
-    /// one-line file. An empty or missing file is an error naming the file, never its content.
+    /// The first line of <paramref name="path"/> (without its line ending); QEMU's <c>secret,file=</c> reads the same
+    /// bytes from a file that has no line ending. An empty or missing file is an error naming the file, never its content.
     /// </summary>
     public static Passphrase FromFile(string path)
     {
