@@ -1,7 +1,6 @@
 // Compare-VDisk: compares the guest content of images (qemu-img compare), whatever their formats and chains,
 // as VDiskComparison objects, or only True / False with -Quiet.
 using System.Management.Automation;
-using System.Security;
 using VDisk.Engine.Operations;
 
 namespace VDisk.PowerShell.Commands;
@@ -9,18 +8,8 @@ namespace VDisk.PowerShell.Commands;
 /// <summary>Compares what the guest sees in each image with another image.</summary>
 [Cmdlet(VerbsData.Compare, "VDisk", DefaultParameterSetName = PathSet)]
 [OutputType(typeof(VDiskComparison), typeof(bool))]
-public sealed class CompareVDiskCommand : ImageInputCmdletBase
+public sealed class CompareVDiskCommand : EncryptedImageInputCmdletBase
 {
-    /// <summary>Passphrases of encrypted images (SecureStrings or PSCredentials), each tried on every encrypted image of the chain.</summary>
-    [Parameter]
-    [PassphraseTransformation]
-    [Alias("SourcePassphrase")]
-    public SecureString[]? Passphrase { get; set; }
-
-    /// <summary>Files whose first lines are passphrases of encrypted images (like QEMU's secret,file=).</summary>
-    [Parameter]
-    public string[]? PassphraseFile { get; set; }
-
     /// <summary>The image to compare each input with, taken literally (no wildcards).</summary>
     [Parameter(Mandatory = true, Position = 1)]
     [ValidateNotNullOrEmpty]
@@ -48,7 +37,6 @@ public sealed class CompareVDiskCommand : ImageInputCmdletBase
     protected override void BeginProcessing()
     {
         base.BeginProcessing();
-        InputPassphrases = ReadPassphrases(Passphrase, PassphraseFile);
         _differenceFull = ResolveLiteralPathOrStop(DifferencePath);
     }
 

@@ -3,7 +3,6 @@
 // with QEMU's locks and allows one client. The export runs in the background of the session until Stop-VDiskExport
 // or the end of the process; -Wait serves in the foreground until Ctrl+C (or SIGTERM) and then stops it.
 using System.Management.Automation;
-using System.Security;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
@@ -16,24 +15,8 @@ namespace VDisk.PowerShell.Commands;
 /// <summary>Serves disk images over the NBD protocol.</summary>
 [Cmdlet(VerbsData.Export, "VDisk", DefaultParameterSetName = PathSet, SupportsShouldProcess = true)]
 [OutputType(typeof(VDiskExport))]
-public sealed class ExportVDiskCommand : ImageInputCmdletBase
+public sealed class ExportVDiskCommand : EncryptedImageInputCmdletBase
 {
-    /// <summary>Passphrases of encrypted images (SecureStrings or PSCredentials), each tried on every encrypted image of the chain.</summary>
-    [Parameter]
-    [PassphraseTransformation]
-    public SecureString[]? Passphrase { get; set; }
-
-    /// <summary>Files whose first lines are passphrases of encrypted images (like QEMU's secret,file=).</summary>
-    [Parameter]
-    public string[]? PassphraseFile { get; set; }
-
-    /// <summary>Reads the passphrases once, before any input.</summary>
-    protected override void BeginProcessing()
-    {
-        base.BeginProcessing();
-        InputPassphrases = ReadPassphrases(Passphrase, PassphraseFile);
-    }
-
     /// <summary>Error id for a TCP port another program (or another export) already listens on.</summary>
     public const string PortInUseId = "PortInUse";
     /// <summary>Error id for a listener that cannot be opened for another reason.</summary>

@@ -3,7 +3,6 @@
 // (qemu-img info -U), so a running VM's disk can be listed. Table problems that did not stop the reading (the
 // backup GPT header used, an entry beyond the disk) are warnings; an unreadable table is a CorruptImage error.
 using System.Management.Automation;
-using System.Security;
 using VDisk.Engine.Partitions;
 
 namespace VDisk.PowerShell.Commands;
@@ -11,24 +10,8 @@ namespace VDisk.PowerShell.Commands;
 /// <summary>Gets the partitions of disk images.</summary>
 [Cmdlet(VerbsCommon.Get, "VDiskPartition", DefaultParameterSetName = PathSet)]
 [OutputType(typeof(VDiskPartition))]
-public sealed class GetVDiskPartitionCommand : ImageInputCmdletBase
+public sealed class GetVDiskPartitionCommand : EncryptedImageInputCmdletBase
 {
-    /// <summary>Passphrases of encrypted images (SecureStrings or PSCredentials), each tried on every encrypted image of the chain.</summary>
-    [Parameter]
-    [PassphraseTransformation]
-    public SecureString[]? Passphrase { get; set; }
-
-    /// <summary>Files whose first lines are passphrases of encrypted images (like QEMU's secret,file=).</summary>
-    [Parameter]
-    public string[]? PassphraseFile { get; set; }
-
-    /// <summary>Reads the passphrases once, before any input.</summary>
-    protected override void BeginProcessing()
-    {
-        base.BeginProcessing();
-        InputPassphrases = ReadPassphrases(Passphrase, PassphraseFile);
-    }
-
     /// <summary>Format of the images; by default it is probed.</summary>
     [Parameter]
     public VDiskFormat Format { get; set; }

@@ -4,7 +4,6 @@
 // backing reference, or with -BasePath keeps that base as its backing file. ConfirmImpact High: a commit rewrites
 // the base and deletes files.
 using System.Management.Automation;
-using System.Security;
 using VDisk.Engine.Operations;
 
 namespace VDisk.PowerShell.Commands;
@@ -12,17 +11,8 @@ namespace VDisk.PowerShell.Commands;
 /// <summary>Commits overlays into their base image, or pulls backing data up into the top image.</summary>
 [Cmdlet(VerbsData.Merge, "VDiskChain", DefaultParameterSetName = PathSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
 [OutputType(typeof(VDiskChainNode))]
-public sealed class MergeVDiskChainCommand : ImageInputCmdletBase
+public sealed class MergeVDiskChainCommand : EncryptedImageInputCmdletBase
 {
-    /// <summary>Passphrases of encrypted images (SecureStrings or PSCredentials), each tried on every encrypted image of the chain.</summary>
-    [Parameter]
-    [PassphraseTransformation]
-    public SecureString[]? Passphrase { get; set; }
-
-    /// <summary>Files whose first lines are passphrases of encrypted images (like QEMU's secret,file=).</summary>
-    [Parameter]
-    public string[]? PassphraseFile { get; set; }
-
     /// <summary>The image in the chain to commit into (default: the top's backing image); with -Pull, the image to keep as the backing file.</summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
@@ -55,7 +45,6 @@ public sealed class MergeVDiskChainCommand : ImageInputCmdletBase
     protected override void BeginProcessing()
     {
         base.BeginProcessing();
-        InputPassphrases = ReadPassphrases(Passphrase, PassphraseFile);
         if (Pull && KeepOverlays)
             ThrowTerminatingError(VDiskErrors.InvalidArgument("-KeepOverlays applies to a commit; -Pull deletes nothing.", null));
         if (IsBound(nameof(BasePath))) _baseFull = ResolveLiteralPathOrStop(BasePath);

@@ -7,7 +7,6 @@
 // and for anything else, the partition is listed as skipped with the exact reason, and a warning. See MountSession
 // for the marker file through which a mount left by a killed session is cleaned by the next Mount-VDisk on that path.
 using System.Management.Automation;
-using System.Security;
 using VDisk.Engine.Chain;
 using VDisk.Engine.Core;
 using VDisk.Engine.Nbd;
@@ -18,17 +17,8 @@ namespace VDisk.PowerShell.Commands;
 /// <summary>Mounts the file systems of a disk image read-only.</summary>
 [Cmdlet(VerbsData.Mount, "VDisk", DefaultParameterSetName = PathSet, SupportsShouldProcess = true)]
 [OutputType(typeof(VDiskMount))]
-public sealed class MountVDiskCommand : ImageInputCmdletBase
+public sealed class MountVDiskCommand : EncryptedImageInputCmdletBase
 {
-    /// <summary>Passphrases of encrypted images (SecureStrings or PSCredentials), each tried on every encrypted image of the chain.</summary>
-    [Parameter]
-    [PassphraseTransformation]
-    public SecureString[]? Passphrase { get; set; }
-
-    /// <summary>Files whose first lines are passphrases of encrypted images (like QEMU's secret,file=).</summary>
-    [Parameter]
-    public string[]? PassphraseFile { get; set; }
-
     /// <summary>Error id for nbdfuse, fuse2fs or fusermount3 not installed.</summary>
     public const string ToolMissingId = "ToolMissing";
     /// <summary>Error id for a mount path another mount holds.</summary>
@@ -65,7 +55,6 @@ public sealed class MountVDiskCommand : ImageInputCmdletBase
     protected override void BeginProcessing()
     {
         base.BeginProcessing();
-        InputPassphrases = ReadPassphrases(Passphrase, PassphraseFile);
         if (!OperatingSystem.IsLinux())
         {
             var (id, category) = VDiskErrors.Classify(VDiskErrorKind.Unsupported);

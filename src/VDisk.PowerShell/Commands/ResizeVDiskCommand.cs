@@ -3,7 +3,6 @@
 // needs -Shrink and asks for confirmation as a ConfirmImpact High change would. qcow2 writes the new size last: a power
 // cut leaves the old size, at worst with leaked clusters.
 using System.Management.Automation;
-using System.Security;
 using VDisk.Engine.Core;
 using VDisk.Engine.Operations;
 
@@ -12,17 +11,8 @@ namespace VDisk.PowerShell.Commands;
 /// <summary>Changes the virtual size of disk images.</summary>
 [Cmdlet(VerbsCommon.Resize, "VDisk", DefaultParameterSetName = PathSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(VDiskInfo))]
-public sealed class ResizeVDiskCommand : ImageInputCmdletBase
+public sealed class ResizeVDiskCommand : EncryptedImageInputCmdletBase
 {
-    /// <summary>Passphrases of encrypted images (SecureStrings or PSCredentials), each tried on every encrypted image of the chain.</summary>
-    [Parameter]
-    [PassphraseTransformation]
-    public SecureString[]? Passphrase { get; set; }
-
-    /// <summary>Files whose first lines are passphrases of encrypted images (like QEMU's secret,file=).</summary>
-    [Parameter]
-    public string[]? PassphraseFile { get; set; }
-
     /// <summary>The new virtual size in bytes (100GB works as typed).</summary>
     [Parameter(Mandatory = true, Position = 1)]
     [Alias("Size")]
@@ -52,7 +42,6 @@ public sealed class ResizeVDiskCommand : ImageInputCmdletBase
     protected override void BeginProcessing()
     {
         base.BeginProcessing();
-        InputPassphrases = ReadPassphrases(Passphrase, PassphraseFile);
         if (SizeBytes > CreateImage.MaxSize)
             ThrowTerminatingError(VDiskErrors.InvalidArgument($"Size {SizeBytes} bytes is too large: the largest disk is {CreateImage.MaxSize} bytes (8 EiB less 512 bytes).", null));
         if (Shrink && Preallocation != Preallocation.Off)

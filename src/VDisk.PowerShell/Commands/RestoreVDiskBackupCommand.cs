@@ -1,7 +1,6 @@
 // Restore-VDiskBackup: restores a point of a backup set to a standalone image in any format, every block checked
 // against the manifest's hashes as it is written; or, with -Instant, a thin qcow2 overlay on the point, usable at once.
 using System.Management.Automation;
-using System.Security;
 using VDisk.Engine.Backup;
 using VDisk.Engine.Core;
 using VDisk.Engine.Operations;
@@ -11,24 +10,8 @@ namespace VDisk.PowerShell.Commands;
 /// <summary>Restores backup points.</summary>
 [Cmdlet(VerbsData.Restore, "VDiskBackup", DefaultParameterSetName = PathSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(VDiskInfo))]
-public sealed class RestoreVDiskBackupCommand : BackupSetCmdletBase
+public sealed class RestoreVDiskBackupCommand : EncryptedBackupSetCmdletBase
 {
-    /// <summary>The passphrase of an encrypted backup set (SecureStrings or PSCredentials); each given is tried.</summary>
-    [Parameter]
-    [PassphraseTransformation]
-    public SecureString[]? Passphrase { get; set; }
-
-    /// <summary>Files whose first lines are passphrases of the encrypted set (like QEMU's secret,file=).</summary>
-    [Parameter]
-    public string[]? PassphraseFile { get; set; }
-
-    /// <summary>Reads the passphrases once, before any set.</summary>
-    protected override void BeginProcessing()
-    {
-        base.BeginProcessing();
-        InputPassphrases = ReadPassphrases(Passphrase, PassphraseFile);
-    }
-
     /// <summary>Restores the newest point taken at or before this time (local time unless it says otherwise); by default the newest point.</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     public DateTime Time { get; set; }

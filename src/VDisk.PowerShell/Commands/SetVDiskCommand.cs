@@ -13,17 +13,8 @@ namespace VDisk.PowerShell.Commands;
 /// <summary>Changes the backing file of qcow2 images, or the passphrases of encrypted ones.</summary>
 [Cmdlet(VerbsCommon.Set, "VDisk", DefaultParameterSetName = PathSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(VDiskInfo))]
-public sealed class SetVDiskCommand : ImageInputCmdletBase
+public sealed class SetVDiskCommand : EncryptedImageInputCmdletBase
 {
-    /// <summary>Passphrases of encrypted images (SecureStrings or PSCredentials), each tried on every encrypted image of the chain.</summary>
-    [Parameter]
-    [PassphraseTransformation]
-    public SecureString[]? Passphrase { get; set; }
-
-    /// <summary>Files whose first lines are passphrases of encrypted images (like QEMU's secret,file=).</summary>
-    [Parameter]
-    public string[]? PassphraseFile { get; set; }
-
     /// <summary>The new backing image; '' for none (a safe rebase then flattens the image).</summary>
     [Parameter]
     [AllowEmptyString]
@@ -91,7 +82,6 @@ public sealed class SetVDiskCommand : ImageInputCmdletBase
     protected override void BeginProcessing()
     {
         base.BeginProcessing();
-        InputPassphrases = ReadPassphrases(Passphrase, PassphraseFile);
         if (ChangesKeys == IsBound(nameof(BackingPath)))
             ThrowTerminatingError(VDiskErrors.InvalidArgument(
                 "Give one change: -BackingPath, or key slots (-AddPassphrase/-AddPassphraseFile, -RemovePassphrase, -RemoveKeySlot).", null));

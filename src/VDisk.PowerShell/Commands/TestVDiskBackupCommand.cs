@@ -1,7 +1,6 @@
 // Test-VDiskBackup: re-reads every file of backup sets and checks every stored hash (restic check --read-data).
 // One object per point; a damaged point is also a non-terminating BackupDamaged error, so scripts can stop on it.
 using System.Management.Automation;
-using System.Security;
 using VDisk.Engine.Backup;
 
 namespace VDisk.PowerShell.Commands;
@@ -9,24 +8,8 @@ namespace VDisk.PowerShell.Commands;
 /// <summary>Verifies backup sets.</summary>
 [Cmdlet(VerbsDiagnostic.Test, "VDiskBackup", DefaultParameterSetName = PathSet)]
 [OutputType(typeof(VDiskBackupCheck))]
-public sealed class TestVDiskBackupCommand : BackupSetCmdletBase
+public sealed class TestVDiskBackupCommand : EncryptedBackupSetCmdletBase
 {
-    /// <summary>The passphrase of an encrypted backup set (SecureStrings or PSCredentials), needed to read and check its blocks.</summary>
-    [Parameter]
-    [PassphraseTransformation]
-    public SecureString[]? Passphrase { get; set; }
-
-    /// <summary>Files whose first lines are passphrases of the encrypted set (like QEMU's secret,file=).</summary>
-    [Parameter]
-    public string[]? PassphraseFile { get; set; }
-
-    /// <summary>Reads the passphrases once, before any set.</summary>
-    protected override void BeginProcessing()
-    {
-        base.BeginProcessing();
-        InputPassphrases = ReadPassphrases(Passphrase, PassphraseFile);
-    }
-
     /// <summary>Error id of a damaged point or manifest.</summary>
     public const string DamagedId = "BackupDamaged";
 
