@@ -123,6 +123,55 @@ public class HostileInputTests
         Assert.Equal(VmdkSample.FlatData().Length, info.VirtualSize);
     }
 
+    // QEMU rewrites the CID on the first write after each open: "%x" over the old value, then the text from parentCID
+    // on, written back over the old buffer. A shorter CID (its top byte zero: 1 time in 256) ends the new text before
+    // the old one, and the old text's last bytes stay after the new NUL. The probe took that for raw (a 512-byte disk).
+    [Theory]
+    [InlineData(1)] // "...\"\n\0\n\0...": two digits fewer, as QEMU leaves it
+    [InlineData(3)]
+    [InlineData(8)]
+    public void ADescriptorWithTheLeftoverOfAShorterCidRewriteIsStillADescriptor(int leftover)
+    {
+        using var dir = new TempFolder();
+        string descriptor = dir.File("disk.vmdk");
+        var text = System.Text.Encoding.ASCII.GetBytes(VmdkSample.Flat("disk-flat.vmdk"));
+        var file = new byte[512];
+        text.CopyTo(file, 0);
+        text.AsSpan(text.Length - leftover).CopyTo(file.AsSpan(text.Length + 1)); // the old text ended as the new one does
+        file[text.Length + 1 + leftover + 3] = (byte)'\n'; // an older rewrite's leftover further on (its own NUL before it)
+        File.WriteAllBytes(descriptor, file);
+        File.WriteAllBytes(dir.File("disk-flat.vmdk"), VmdkSample.FlatData());
+
+        var warnings = new List<string>();
+        ImageInfo info;
+        using (EngineWarnings.Listen(warnings.Add)) info = InspectImage.Run(descriptor);
+        Assert.Equal(ImageFormat.Vmdk, info.Format);
+        Assert.Equal(VmdkSample.FlatData().Length, info.VirtualSize);
+        Assert.Empty(warnings);
+    }
+
+    [Theory]
+    [InlineData("x\n")]        // text, but not the end of this descriptor
+    [InlineData("\u0001\n")]   // binary
+    public void TextAfterTheNulThatNoRewriteLeftMakesADescriptorLikeFileRaw(string after)
+    {
+        using var dir = new TempFolder();
+        string disk = dir.File("disk.img");
+        var text = System.Text.Encoding.ASCII.GetBytes(VmdkSample.Flat("disk-flat.vmdk"));
+        var file = new byte[4096];
+        text.CopyTo(file, 0);
+        System.Text.Encoding.ASCII.GetBytes(after).CopyTo(file, text.Length + 1);
+        File.WriteAllBytes(disk, file);
+        File.WriteAllBytes(dir.File("disk-flat.vmdk"), VmdkSample.FlatData());
+
+        var warnings = new List<string>();
+        ImageInfo info;
+        using (EngineWarnings.Listen(warnings.Add)) info = InspectImage.Run(disk);
+        Assert.Equal(ImageFormat.Raw, info.Format);
+        Assert.Equal(file.Length, info.VirtualSize);
+        Assert.Contains($"data after the descriptor text and its NUL padding (at offset {text.Length + 1})", Assert.Single(warnings));
+    }
+
     [Theory]
     [InlineData("# Disk DescriptorFile\nversion=1\n", true)]
     [InlineData("version=3\r\nCID=1\n", true)]
