@@ -170,7 +170,7 @@ internal static class Qcow2TableCases
         Case("backing-format-empty", new Qcow2Sample { BackingName = "base.raw", BackingFormat = "" }, _ => { }, Outcome.Valid);
         Case("backing-format-raw", overlay, _ => { }, Outcome.Valid);
         Case("encryption-header-without-method", new Qcow2Sample { Extensions = new[] { (0x0537be77u, new byte[16]) } }, _ => { },
-            Outcome.Unsupported(Map, "encrypted"), "QEMU refuses the LUKS header extension without crypt_method 2 when opening");
+            Outcome.Corrupt(Info, "encryption header extension")); // QEMU: "Crypt header specified for non-LUKS encrypted image"
         Case("external-data-file-without-bit", new Qcow2Sample { Extensions = new[] { (0x44415441u, Bytes.Ascii("data.raw")) } }, _ => { }, Outcome.Valid);
         Case("bitmaps-garbage", new Qcow2Sample { Extensions = new[] { (0x23852875u, Enumerable.Repeat((byte)0xff, 24).ToArray()) } },
             b => Bytes.Be64(b, 88, 1), Outcome.Valid, "QEMU validates the bitmaps extension when the bitmaps autoclear bit is set; VDisk does not read bitmaps (and clears the bit when it writes)");

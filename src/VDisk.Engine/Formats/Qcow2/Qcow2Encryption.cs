@@ -44,6 +44,8 @@ internal sealed class Qcow2Encryption : IDisposable
     public static Qcow2Encryption? Open(Qcow2Header header, IStorage file, IStorage data, string path, SectorCipher? unlocked = null)
     {
         var passphrases = ImageKeys.Current;
+        if (header.CryptMethod != LuksMethod && header.Extensions.Any(e => e.Type == Qcow2HeaderExtension.FullDiskEncryptionType))
+            throw VDiskException.Corrupt(path, $"the image has a full disk encryption header extension, but its crypt_method is {header.CryptMethod}, not 2 (LUKS); QEMU refuses it too.");
         switch (header.CryptMethod)
         {
             case 0:
