@@ -59,7 +59,7 @@ public static class Qemu
 
     private static string Run(string tool, params string[] args)
     {
-        var (code, output) = TryRun(tool, args);
+        var (code, output) = TryRunAfterClose(tool, args); // every call may follow a close of ours (see TryRunAfterClose)
         if (code != 0) throw new InvalidOperationException($"{tool} {string.Join(' ', args)} exited {code}:\n{output}");
         return output;
     }
