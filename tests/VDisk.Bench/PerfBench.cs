@@ -49,7 +49,7 @@ internal static partial class PerfBench
     private sealed record Side(string Name, Func<CacheMode, IoPattern, long, Sample> Run);
 
     /// <summary>Runs every (mode, pattern) <paramref name="runs"/> times each way; returns true when every checked ratio is within ±20 %.</summary>
-    public static bool Run(string folder, int runs)
+    public static bool Run(string folder, int runs, string? only = null)
     {
         bool fio = Tools.OnPath("fio");
         string qcow2 = Path.Combine(folder, "perf.qcow2");
@@ -78,6 +78,7 @@ internal static partial class PerfBench
         {
             foreach (var pattern in Enum.GetValues<IoPattern>())
             {
+                if (only != null && !only.Split(',').Any(o => $"{mode}:{pattern}".StartsWith(o, StringComparison.OrdinalIgnoreCase))) continue;
                 long count = Count(mode, pattern);
                 var samples = sides.Select(_ => new List<Sample>()).ToArray();
                 for (int i = 0; i < runs; i++)

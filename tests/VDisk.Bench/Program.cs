@@ -47,7 +47,7 @@ try
     if (which is "check" or "all")
         CheckBench.Run(folder, BenchInputs.SyntheticRaw(folder), runs, (args.Length > 2 && long.TryParse(args[2], out var gib) ? gib : 20) << 30);
     if (which is "backup" or "all") BackupBench.Run(folder, BenchInputs.SyntheticRaw(folder), runs);
-    if (which is "perf" or "all") PerfBench.Run(folder, runs);
+    if (which is "perf" or "all") PerfBench.Run(folder, runs, which == "perf" && args.Length > 2 ? args[2] : null); // perf 3 None:Seq,DirectSync
     if (which is "nbd" or "all") NbdBench.Run(folder, BenchInputs.SyntheticRaw(folder), runs);
     if (which is not ("io" or "all")) return 0;
     Console.WriteLine($"I/O: median of {runs} runs, same files, same run. Ratio = VDisk / qemu-img (target <= 1.25).");
