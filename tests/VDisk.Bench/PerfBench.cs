@@ -153,7 +153,7 @@ internal static partial class PerfBench
     private static long Count(CacheMode mode, IoPattern pattern)
     {
         bool slow = pattern.IsWrite() && mode.WritesAreDurable();
-        return pattern.IsRandom() ? (slow ? 2048 : 20480) : (slow ? 256 : 1024);
+        return pattern.IsRandom() ? (slow ? 4096 : 20480) : (slow ? 256 : 1024);
     }
 
     private static Sample Engine(string image, ImageFormat format, CacheMode mode, IoPattern pattern, long count)
