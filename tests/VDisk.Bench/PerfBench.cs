@@ -11,8 +11,10 @@
 // CPU time per request (its own and the kernel's on its behalf), at the best rate any of the three reached on this
 // file, would need a whole core or more of this machine: then it measures the CPU, not the storage. That is the case
 // for qemu-img bench's 4 KiB requests (every request goes from its event-loop thread to a worker thread and back,
-// about 50 us of CPU) and for every tool's 1 MiB requests through the page cache (copies, readahead, dirty throttling). Writethrough and DirectSync writes are checked against fio with O_DSYNC instead: QEMU implements them as a
-// write followed by fdatasync with one flush in flight at a time, the engine as O_DSYNC writes, the same guarantee.
+// about 50 us of CPU) and for every tool's 1 MiB requests through the page cache (copies, readahead, dirty throttling).
+// Writethrough and DirectSync writes are checked against fio with O_DSYNC instead, when neither is CPU-bound: QEMU
+// implements them as a write followed by fdatasync with one flush in flight at a time, the engine as O_DSYNC writes,
+// the same guarantee.
 // qemu-img bench does not time a closing flush, so neither fio (end_fsync=0) nor the engine (FlushElapsed left out)
 // does here. Sequential patterns make one pass over the image (1024 requests), so every request reads or writes the
 // storage rather than the page cache. Before every timing the file is written back and dropped from the page cache
@@ -101,6 +103,9 @@ internal static partial class PerfBench
                 if (pattern.IsWrite() && mode.WritesAreDurable())
                 {
                     if (!fio) verdict = "not checked: QEMU writes + fdatasync, one flush at a time; VDisk O_DSYNC";
+                    else if (Of("fio").CpuMicrosecondsPerIo * best / 1e6 >= CpuBoundCores || ourCores >= CpuBoundCores)
+                        verdict = $"QEMU: write + fdatasync, one flush at a time; VDisk: O_DSYNC. CPU-bound (at {best:F0}/s fio needs " +
+                            $"{Of("fio").CpuMicrosecondsPerIo * best / 1e6:F2} core, VDisk {ourCores:F2}): not checked";
                     else
                     {
                         double vsFio = Of("VDisk raw").Iops / Of("fio").Iops;
