@@ -105,7 +105,7 @@ internal static partial class PerfBench
                     if (!fio) verdict = "not checked: QEMU writes + fdatasync, one flush at a time; VDisk O_DSYNC";
                     else if (Of("fio").CpuMicrosecondsPerIo * best / 1e6 >= CpuBoundCores || ourCores >= CpuBoundCores)
                         verdict = $"QEMU: write + fdatasync, one flush at a time; VDisk: O_DSYNC. CPU-bound (at {best:F0}/s fio needs " +
-                            $"{Of("fio").CpuMicrosecondsPerIo * best / 1e6:F2} core, VDisk {ourCores:F2}): not checked";
+                            $"{Of("fio").CpuMicrosecondsPerIo * best / 1e6:F2} core, VDisk {ourCores:F2}): VDisk raw / fio dsync {Of("VDisk raw").Iops / Of("fio").Iops:F2}, not checked";
                     else
                     {
                         double vsFio = Of("VDisk raw").Iops / Of("fio").Iops;
