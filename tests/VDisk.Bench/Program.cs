@@ -48,7 +48,7 @@ try
     if (which is "check" or "all")
         CheckBench.Run(folder, BenchInputs.SyntheticRaw(folder), runs, (args.Length > 2 && long.TryParse(args[2], out var gib) ? gib : 20) << 30);
     if (which is "backup" or "all") BackupBench.Run(folder, BenchInputs.SyntheticRaw(folder), runs);
-    if (which is "perf" or "all") PerfBench.Run(folder, runs);
+    if (which is "perf" or "all") PerfBench.Run(folder, runs, which == "perf" && args.Length > 2 ? args[2] : null); // perf 3 None:Seq,DirectSync
     if (which is "nbd" or "all") NbdBench.Run(folder, BenchInputs.SyntheticRaw(folder), runs);
     if (which is "encrypt" or "all")
         EncryptBench.Run(folder, BenchInputs.SyntheticRaw(folder), runs, args.Length > 2 && int.TryParse(args[2], out var iterMs) ? iterMs : 100);

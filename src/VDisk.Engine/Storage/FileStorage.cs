@@ -98,7 +98,19 @@ public sealed class FileStorage : IStorage
         var share = write ? FileShare.Read : FileShare.ReadWrite;
         var options = mode.WritesAreDurable() ? FileOptions.WriteThrough : FileOptions.None;
         if (!mode.BypassesHostCache())
+        {
+            // FileOptions.WriteThrough is O_SYNC on Linux, which also commits the timestamps each write changes. QEMU's
+            // writethrough is a write followed by fdatasync (blk_co_pwritev sets FUA, which block/io.c emulates with a
+            // flush), so the exact per-write equivalent is O_DSYNC: reopen with it, as for O_DIRECT below.
+            if (mode.WritesAreDurable() && LinuxFileApi.IsAvailable && !OperatingSystem.IsWindows())
+            {
+                if (fileMode != FileMode.Open) File.OpenHandle(path, fileMode, access, share).Dispose();
+                var dsync = LinuxFileApi.OpenFlags(path, write, direct: false, sync: true, out _);
+                if (dsync != null) return new FileStorage(path, dsync, write, mode, false);
+                return new FileStorage(path, File.OpenHandle(path, FileMode.Open, access, share, options), write, mode, false);
+            }
             return new FileStorage(path, File.OpenHandle(path, fileMode, access, share, options), write, mode, false);
+        }
 
         if (OperatingSystem.IsWindows())
             return new FileStorage(path, File.OpenHandle(path, fileMode, access, share, options | NoBuffering), write, mode, true);

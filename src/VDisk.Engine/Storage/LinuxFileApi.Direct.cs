@@ -29,12 +29,15 @@ internal static partial class LinuxFileApi
     };
 
     /// <summary>Opens with O_DIRECT (and O_DSYNC when <paramref name="sync"/>); null with the errno when the host refuses.</summary>
-    public static SafeFileHandle? OpenDirect(string path, bool write, bool sync, out int errno)
+    public static SafeFileHandle? OpenDirect(string path, bool write, bool sync, out int errno) => OpenFlags(path, write, direct: true, sync, out errno);
+
+    /// <summary>Opens an existing file with O_DIRECT and/or O_DSYNC as asked; null with the errno when the host refuses.</summary>
+    public static SafeFileHandle? OpenFlags(string path, bool write, bool direct, bool sync, out int errno)
     {
         errno = 0;
         if (!IsAvailable) return null;
         const int ReadWrite = 2, CloseOnExec = 0x80000, DataSync = 0x1000;
-        int flags = (write ? ReadWrite : 0) | CloseOnExec | DirectFlag | (sync ? DataSync : 0);
+        int flags = (write ? ReadWrite : 0) | CloseOnExec | (direct ? DirectFlag : 0) | (sync ? DataSync : 0);
         int fd = Open(path, flags, 0);
         if (fd >= 0) return new SafeFileHandle(fd, ownsHandle: true);
         errno = Marshal.GetLastPInvokeError();

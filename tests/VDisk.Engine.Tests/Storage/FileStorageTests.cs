@@ -90,9 +90,11 @@ public class FileStorageTests
 
 public class DirectIoTests
 {
-    // O_DSYNC is 010000 (octal) on x86-64 and arm64, and Writethrough's O_SYNC (04010000) includes its bit. O_DIRECT is
-    // 040000 on x86-64 (0200000 on arm64).
+    // O_DSYNC is 010000 (octal) on x86-64 and arm64; O_SYNC (04010000) adds __O_SYNC (04000000), which no mode sets:
+    // QEMU's writethrough is write + fdatasync, whose per-write equivalent is O_DSYNC. O_DIRECT is 040000 on x86-64
+    // (0200000 on arm64).
     internal const int ODsync = 0x1000;
+    internal const int OSyncOnly = 0x100000;
     internal static int ODirect => LinuxFileApi.DirectFlag;
 
     [SkippableTheory]
@@ -111,6 +113,7 @@ public class DirectIoTests
         {
             Assert.Equal(direct, (OpenFlags(created) & ODirect) != 0);
             Assert.Equal(sync, (OpenFlags(created) & ODsync) != 0);
+            Assert.Equal(0, OpenFlags(created) & OSyncOnly);
             Assert.Equal(direct ? AlignedBufferPool.Alignment : 1, created.Alignment);
         }
         foreach (bool write in new[] { false, true })
@@ -118,6 +121,7 @@ public class DirectIoTests
             using var opened = FileStorage.Open(dir.File("f.bin"), write, mode);
             Assert.Equal(direct, (OpenFlags(opened) & ODirect) != 0);
             Assert.Equal(sync, (OpenFlags(opened) & ODsync) != 0);
+            Assert.Equal(0, OpenFlags(opened) & OSyncOnly);
         }
     }
 

@@ -79,6 +79,9 @@ public sealed class RawDriver : IImageDriver
     }
 
     /// <inheritdoc/>
+    public Mapping MapForIo(long guestOffset, long maxLength) => new(ExtentKind.Data, maxLength, Storage, guestOffset, Writable: true);
+
+    /// <inheritdoc/>
     public void ReadCompressed(long guestOffset, Span<byte> destination) => throw new InvalidOperationException("raw has no compressed runs");
 
     /// <inheritdoc/>
