@@ -80,6 +80,7 @@ public static class ErrorIds
         VDiskErrorKind.ReadOnly => "ImageReadOnly",
         VDiskErrorKind.IoError => "IOError",
         VDiskErrorKind.SnapshotNotFound => "SnapshotNotFound",
+        VDiskErrorKind.PassphraseRequired => "PassphraseRequired",
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "no input error has this kind"),
     };
 }
