@@ -37,6 +37,25 @@ public class EncryptedMapResizeInteropTests
         }
     }
 
+    [Fact]
+    public void TheDriverZeroesTheOldLastClusterThroughTheCipherWhenGrowing()
+    {
+        using var dir = new TempFolder();
+        string image = Secrets.CreateEncrypted(dir.File("g.qcow2"), Size);
+        using (Secrets.Use(Secrets.Pw))
+        {
+            using (var disk = ImageChain.Open(image, new OpenOptions { Writable = true }))
+                disk.Write(Size - 65536, Images.Pattern(65536, 5));
+            using (var disk = ImageChain.Open(image, new OpenOptions { Writable = true }))
+                ((VDisk.Engine.Formats.Qcow2.Qcow2Driver)disk.Driver).Resize(Size - 65536 + 4096, Preallocation.Off, false, null, default);
+            using (var disk = ImageChain.Open(image, new OpenOptions { Writable = true }))
+                ((VDisk.Engine.Formats.Qcow2.Qcow2Driver)disk.Driver).Resize(Size, Preallocation.Off, false, null, default);
+            using var grown = ImageChain.Open(image);
+            var tail = EncryptionErrorTests.Read(grown, Size - 65536 + 4096, 65536 - 4096);
+            Assert.Equal(new byte[65536 - 4096], tail); // zeroed by the driver itself, enciphered (plain zeroes would read as noise)
+        }
+    }
+
     [SkippableFact]
     public void GrownAndShrunkImagesReadRightInQemu()
     {
@@ -66,10 +85,30 @@ public class EncryptedMapResizeInteropTests
         Secrets.AssertQemuIdentical(image, Secrets.Pw, plain);
 
         using (Secrets.Use(Secrets.Pw))
+        {
+            using (var disk = ImageChain.Open(image, new OpenOptions { Writable = true }))
+            {
+                var c = Images.Pattern(65536, 3); // the whole cluster the shrink cuts into keeps these bytes past its end
+                disk.Write(Size, c);
+                c.CopyTo(mirror, Size);
+            }
             ResizeImage.Run(image, new ResizeOptions { Size = Size + 4096, Shrink = true });
+        }
         File.WriteAllBytes(plain, mirror.AsSpan(0, (int)Size + 4096).ToArray());
         Secrets.AssertQemuCheckClean(image, Secrets.Pw);
         Secrets.AssertQemuIdentical(image, Secrets.Pw, plain);
         Assert.Equal(Size + 4096, InspectImage.Run(image).VirtualSize);
+
+        // Growing again from the unaligned end zeroes the rest of the last cluster, enciphered: it reads as zeroes.
+        var grown = new byte[2 * Size];
+        mirror.AsSpan(0, (int)Size + 4096).CopyTo(grown);
+        using (Secrets.Use(Secrets.Pw))
+        {
+            ResizeImage.Run(image, new ResizeOptions { Size = 2 * Size });
+            using var disk = ImageChain.Open(image);
+            Assert.Equal(grown, Images.ReadAll(disk));
+        }
+        File.WriteAllBytes(plain, grown);
+        Secrets.AssertQemuIdentical(image, Secrets.Pw, plain);
     }
 }

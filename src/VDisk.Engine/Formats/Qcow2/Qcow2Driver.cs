@@ -214,7 +214,7 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
             return;
         }
         long from = (old + ClusterSize - 1) / ClusterSize * ClusterSize; // a partly used last cluster keeps its mapping
-        if (from > old && _image.Map(_map, new GuestOffset(from - ClusterSize), ClusterSize) is { Kind: ExtentKind.Data, Writable: true } last)
+        if (from > old && Map(from - ClusterSize, ClusterSize) is { Kind: ExtentKind.Data, Writable: true } last) // through the cipher when encrypted
             last.Storage!.WriteZeroes(last.HostOffset + ClusterSize - (from - old), from - old); // its bytes past the old end (made durable before the new size)
         _image.Grow(size, zeroNewClusters, mode == Preallocation.Off ? null : () => PreallocateRange(mode, from, size, progress, cancel));
     }
