@@ -140,6 +140,7 @@ Describe 'Encrypted images through the cmdlets' -Skip:$SkipQemu {
     It 'exports an encrypted image whose plaintext qemu-img convert reads over NBD' {
         $enc = "$folder/exp.qcow2"
         $null = Convert-VDisk $plain $enc -Encrypt -Passphrase $pw @fast
+        Get-FailureId { Export-VDisk $enc -Port 0 } | Should -Be (Get-ErrorId 'PassphraseRequired' 'Export-VDisk')
         $e = Export-VDisk $enc -Port 0 -Passphrase $pw
         try {
             Invoke-QemuImg @('convert', '-O', 'raw', $e.Uri, "$folder/exported.raw")

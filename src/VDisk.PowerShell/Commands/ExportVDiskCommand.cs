@@ -87,6 +87,11 @@ public sealed class ExportVDiskCommand : EncryptedImageInputCmdletBase
         NbdServer server;
         try
         {
+            // Refused now rather than failing every client read later.
+            for (var layer = disk; layer != null; layer = layer.Backing)
+                if (layer.Driver is VDisk.Engine.Formats.Qcow2.Qcow2Driver { IsLocked: true })
+                    throw new VDiskException(VDiskErrorKind.PassphraseRequired, layer.Path,
+                        $"{layer.Path} is encrypted; give its passphrase (-Passphrase or -PassphraseFile) to export it.");
             server = new NbdServer(new[] { new NbdExport(Name, disk, Writable, fullPath) });
         }
         catch

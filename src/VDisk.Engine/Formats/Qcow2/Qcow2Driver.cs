@@ -91,6 +91,9 @@ public sealed partial class Qcow2Driver : IImageDriver, ICompressedClusterWriter
     /// <summary>The encryption state (null when the image is not encrypted).</summary>
     internal Qcow2Encryption? Encryption => _encryption;
 
+    /// <summary>True when the image is encrypted and was opened without the passphrase that unlocks it: its data cannot be read.</summary>
+    public bool IsLocked => _encryption is { Unlocked: false };
+
     /// <summary>Opens a qcow2 image; the driver takes ownership of <paramref name="storage"/>.</summary>
     public static Qcow2Driver Open(IStorage storage, bool writable) => Open(storage, writable, null, Qcow2CacheBudget.Default);
 
